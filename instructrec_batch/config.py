@@ -107,6 +107,10 @@ class RetrievalConfig(Section):
     als_max_iter: int = 8
     als_reg: float = 0.05
     seed: int = 7
+    # Followers kept per seed item (strongest first): bounds the seed x follower join on popular items.
+    max_followers: int = 50
+    # ALS proposes this many extra items per user so that dropping seen ones still leaves N.
+    als_extra: int = 50
 
 
 class InstructionsConfig(Section):
@@ -117,6 +121,9 @@ class InstructionsConfig(Section):
     max_history_items: int = 20
     max_field_chars: int = 400  # per untrusted text field inside a prompt
     explicit_preference: bool = True
+    max_title_chars: int = 100  # a title inside a prompt (history or candidate); keeps 20 candidates affordable
+    max_intents: int = 2  # most recent logged intents shown (inference)
+    max_review_snippets: int = 2  # liked / disliked review sentences in the explicit preference
 
 
 # ── model, tuning, scoring, evaluation ────────────────────────────────────────────────────────
@@ -153,11 +160,28 @@ class TuneConfig(Section):
     eval_every: int = 20
     eval_users: int = 100
     checkpoint_every: int = 20
+    # bf16 autocast is used only where the hardware has native bf16 (CUDA, or a CPU with
+    # avx512_bf16/AMX): elsewhere it is emulated and slower than fp32, so `bf16: true` means "allowed".
     bf16: bool = True
     num_workers: int = 1  # >1: Ray Train TorchTrainer with DDP
     use_gpu: bool = False
     seed: int = 5
     time_budget_minutes: float | None = None
+    # Steps are optimizer steps. `epochs`, when set, overrides max_steps with the number of steps
+    # that passes over the training examples that many times (all workers together).
+    epochs: float | None = None
+    warmup_steps: int = 5
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    append_eos: bool = True  # train the end-of-turn token after the answer so generation stops
+    eval_batch_size: int = 8
+    best_metric: str = "NDCG@10"  # validation metric (ranking_metrics key) that picks the kept adapter
+    log_every: int = 5
+    # Checkpoints (adapter, optimizer, scheduler, step, RNG) for resuming; None: <model.cache_dir>/tune/<model.name>.
+    # With several nodes this must be a shared filesystem (rank 0 writes, the driver reads).
+    checkpoint_dir: str | None = None
+    keep_checkpoints: int = 2
+    resume: bool = True
 
 
 class ScoringConfig(Section):
@@ -171,6 +195,8 @@ class ScoringConfig(Section):
     num_gpus_per_actor: float = 0.0
     length_normalize: bool = True  # likelihood scorer: mean log-prob per token
     max_retries: int = 2
+    max_input_tokens: int = 2048  # a prompt longer than this (after the builder's truncation) is quarantined
+    max_title_tokens: int = 32  # likelihood/naive: a candidate title is cut to this many tokens
 
 
 class EvaluationConfig(Section):

@@ -1,0 +1,74 @@
+"""Running stages for a run date: order checks, --resume, run records, engines at the edges.
+
+Spark stages (candidates, prompts) share one session; the session is stopped before Ray starts so the
+two engines never hold memory at the same time on one machine.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+from ..config import Config
+from ..errors import InstructRecError
+from ..lake import Lake
+from ..logs import event
+from . import runs as run_records
+from .stages import stage_candidates, stage_prompts, stage_score
+
+log = logging.getLogger(__name__)
+SPARK_STAGES = ("candidates", "prompts")
+ALL_STAGES = ("candidates", "prompts", "score")
+
+
+def check_run_date(run_date: str | None) -> str:
+    if run_date is None:
+        return date.today().isoformat()
+    try:
+        return date.fromisoformat(run_date).isoformat()
+    except ValueError:
+        raise InstructRecError(f"--run-date must be YYYY-MM-DD, got {run_date!r}") from None
+
+
+def run_stage(stage: str, lake: Lake, cfg: Config, run_date: str, resume: bool = False, spark=None) -> dict | None:
+    """One stage with its bookkeeping. Returns the scoring summary for `score`, else None."""
+    if resume:
+        previous = run_records.can_skip(lake, cfg, run_date, stage)
+        if previous is not None:
+            run_records.record_skip(lake, cfg, run_date, stage, previous)
+            return None
+    run_records.require_upstream(lake, run_date, stage)
+    with run_records.record_stage(lake, cfg, run_date, stage) as run:
+        if stage == "candidates":
+            stage_candidates(spark, lake, cfg, run)
+        elif stage == "prompts":
+            stage_prompts(spark, lake, cfg, run)
+        elif stage == "score":
+            return stage_score(lake, cfg, run)
+        else:
+            raise InstructRecError(f"unknown stage {stage!r}")
+    return None
+
+
+def run_spark_stages(cfg: Config, run_date: str, stages: tuple[str, ...], resume: bool = False) -> None:
+    from ..spark import get_spark
+
+    spark = get_spark(cfg.spark)
+    try:
+        lake = Lake(cfg.lake, spark)
+        for stage in stages:
+            run_stage(stage, lake, cfg, run_date, resume, spark)
+    finally:
+        spark.stop()
+
+
+def run_score(cfg: Config, run_date: str, resume: bool = False) -> dict | None:
+    return run_stage("score", Lake(cfg.lake), cfg, run_date, resume)
+
+
+def run_nightly(cfg: Config, run_date: str, resume: bool = False) -> dict | None:
+    event(log, "nightly: started", run_date=run_date, resume=resume, config_hash=cfg.hash())
+    run_spark_stages(cfg, run_date, SPARK_STAGES, resume)
+    summary = run_score(cfg, run_date, resume)
+    event(log, "nightly: finished", run_date=run_date)
+    return summary

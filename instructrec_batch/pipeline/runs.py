@@ -1,0 +1,160 @@
+"""The `runs` table: every stage records its start and its end (succeeded / failed / skipped).
+
+Two rows per stage run (status `running`, then the outcome) so that a process killed mid-stage
+still leaves a trace: a `running` row with no outcome is a crash. Readers take the newest row of a run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterator
+
+from ..config import Config
+from ..errors import StageOrderError
+from ..lake import Lake
+from ..logs import event
+
+log = logging.getLogger(__name__)
+
+# The config sections that change what a stage writes; --resume compares only those.
+STAGE_SECTIONS = {
+    "ingest": ("ingest",),
+    "candidates": ("retrieval", "validation"),
+    "prompts": ("instructions", "model"),
+    "score": ("scoring", "model"),
+}
+# What each stage reads from the lake (versions recorded; resume requires them unchanged).
+STAGE_INPUTS = {
+    "ingest": (),
+    "candidates": ("items", "interactions", "intents"),
+    "prompts": ("items", "interactions", "intents", "candidates"),
+    "score": ("prompts",),
+}
+UPSTREAM = {"prompts": "candidates", "score": "prompts"}
+
+
+def stage_config_hash(cfg: Config, stage: str) -> str:
+    import hashlib
+
+    dump = cfg.model_dump(mode="json")
+    blob = json.dumps({s: dump[s] for s in STAGE_SECTIONS.get(stage, ())}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class StageRun:
+    """Mutable record a stage fills in while it runs (counts, model version)."""
+
+    run_id: str
+    run_date: str
+    stage: str
+    config_hash: str
+    input_versions: dict
+    started_at: datetime = field(default_factory=_now)
+    row_counts: dict = field(default_factory=dict)
+    quarantine_count: int = 0
+    model_version: str | None = None
+
+    def row(self, status: str, message: str | None = None, ended: bool = False) -> dict:
+        return {
+            "run_id": self.run_id,
+            "run_date": self.run_date,
+            "stage": self.stage,
+            "status": status,
+            "started_at": self.started_at,
+            "ended_at": _now() if ended else None,
+            "input_versions": json.dumps(self.input_versions, sort_keys=True),
+            "row_counts": json.dumps(self.row_counts, sort_keys=True),
+            "quarantine_count": self.quarantine_count,
+            "model_version": self.model_version,
+            "config_hash": self.config_hash,
+            "message": message,
+        }
+
+
+def latest_runs(lake: Lake, run_date: str, stage: str) -> list[dict]:
+    """Rows of the runs table for one date and stage, newest last (no JVM needed)."""
+    if not lake.exists("runs"):
+        return []
+    import pyarrow.compute as pc
+
+    table = lake.read_arrow("runs")
+    mask = pc.and_(pc.equal(table["run_date"], run_date), pc.equal(table["stage"], stage))
+    rows = table.filter(mask).to_pylist()
+    return sorted(rows, key=lambda r: (r["started_at"], r["ended_at"] is not None, r["ended_at"] or r["started_at"]))
+
+
+def last_outcome(lake: Lake, run_date: str, stage: str) -> dict | None:
+    """The newest finished (succeeded/failed) record of a stage for a date."""
+    finished = [r for r in latest_runs(lake, run_date, stage) if r["status"] in ("succeeded", "failed")]
+    return finished[-1] if finished else None
+
+
+def require_upstream(lake: Lake, run_date: str, stage: str) -> None:
+    upstream = UPSTREAM.get(stage)
+    if upstream is None:
+        return
+    outcome = last_outcome(lake, run_date, upstream)
+    if outcome is None or outcome["status"] != "succeeded":
+        state = "never ran" if outcome is None else f"last {outcome['status']} ({outcome['message']})"
+        raise StageOrderError(
+            f"stage '{stage}' for run date {run_date} needs '{upstream}' to have succeeded first; it {state}. "
+            f"Run: instructrec-batch {upstream} --run-date {run_date}"
+        )
+
+
+def can_skip(lake: Lake, cfg: Config, run_date: str, stage: str) -> dict | None:
+    """--resume: the stage's last outcome succeeded with the same inputs and the same config."""
+    outcome = last_outcome(lake, run_date, stage)
+    if outcome is None or outcome["status"] != "succeeded":
+        return None
+    same_cfg = outcome["config_hash"] == stage_config_hash(cfg, stage)
+    same_inputs = json.loads(outcome["input_versions"]) == {
+        k: v for k, v in lake.versions(STAGE_INPUTS[stage]).items()
+    }
+    return outcome if same_cfg and same_inputs else None
+
+
+@contextmanager
+def record_stage(lake: Lake, cfg: Config, run_date: str, stage: str, run_id: str | None = None) -> Iterator[StageRun]:
+    run = StageRun(
+        run_id=run_id or f"{run_date}-{stage}-{uuid.uuid4().hex[:8]}",
+        run_date=run_date,
+        stage=stage,
+        config_hash=stage_config_hash(cfg, stage),
+        input_versions=lake.versions(STAGE_INPUTS[stage]),
+    )
+    started = time.time()
+    lake.append_rows("runs", [run.row("running")])
+    event(log, f"{stage}: started", run_date=run_date, run_id=run.run_id)
+    try:
+        yield run
+    except BaseException as exc:
+        message = f"{type(exc).__name__}: {exc}"[:2000]
+        lake.append_rows("runs", [run.row("failed", message, ended=True)])
+        log.error(f"{stage}: failed after {time.time() - started:.1f}s: {message}")
+        raise
+    lake.append_rows("runs", [run.row("succeeded", ended=True)])
+    event(log, f"{stage}: succeeded in {time.time() - started:.1f}s", run_date=run_date, **run.row_counts)
+
+
+def record_skip(lake: Lake, cfg: Config, run_date: str, stage: str, previous: dict) -> None:
+    run = StageRun(
+        run_id=f"{run_date}-{stage}-{uuid.uuid4().hex[:8]}",
+        run_date=run_date,
+        stage=stage,
+        config_hash=stage_config_hash(cfg, stage),
+        input_versions=lake.versions(STAGE_INPUTS[stage]),
+    )
+    lake.append_rows("runs", [run.row("skipped", f"--resume: {previous['run_id']} already succeeded", ended=True)])
+    event(log, f"{stage}: skipped (--resume; {previous['run_id']} succeeded with the same inputs and config)")

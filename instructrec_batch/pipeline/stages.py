@@ -1,0 +1,135 @@
+"""The nightly stages as lake-in, lake-out steps. Each replaces its run-date partition atomically and
+checks its data-quality gate before it writes, so a failing stage leaves the previous output intact.
+The logic lives in the library parts (retrieval, instructions, scoring); this module only wires I/O."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from ..config import Config
+from ..errors import GateError
+from ..lake import Lake, ValidatedInputs, validate_inputs
+from .runs import StageRun
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelChoice:
+    """Which model a run uses: a registry version when one exists, else the untuned base model."""
+
+    name: str
+    version: str
+    model_dir: str
+    best_template_id: str | None
+
+
+def choose_model(cfg: Config, required: bool) -> ModelChoice:
+    from ..errors import ModelNotFoundError
+    from ..model.base import base_model_dir
+    from ..model.registry import resolve
+
+    if cfg.model.version == "base":  # explicit: score with the untuned base model
+        return ModelChoice(cfg.model.base.name, "base", str(base_model_dir(cfg.model)), None)
+    try:
+        mv = resolve(cfg.model)
+        return ModelChoice(mv.name, mv.version, str(mv.merged_dir), (mv.card or {}).get("best_template_id"))
+    except ModelNotFoundError:
+        if required:
+            raise
+        return ModelChoice(cfg.model.base.name, "base", str(base_model_dir(cfg.model)), None)
+
+
+def read_validated_inputs(lake: Lake) -> ValidatedInputs:
+    return validate_inputs(lake.read("items"), lake.read("interactions"), lake.read("intents"))
+
+
+def write_quarantine(lake: Lake, quarantine: DataFrame, run_date: str, stage: str, run_id: str) -> dict[str, int]:
+    """Replace this (run date, stage)'s quarantine rows; return counts per table."""
+    rows = quarantine.select(
+        F.lit(run_date).alias("run_date"), F.lit(stage).alias("stage"), "table_name", "reason", "row_json",
+        F.lit(run_id).alias("run_id"),
+    ).cache()
+    counts = {r["table_name"]: r["count"] for r in rows.groupBy("table_name").count().collect()}
+    lake.replace_partition(rows, "quarantine", {"run_date": run_date, "stage": stage})
+    rows.unpersist()
+    return counts
+
+
+def check_quarantine_gate(cfg: Config, totals: dict[str, int], bad: dict[str, int]) -> None:
+    limit = cfg.nightly.gate.max_quarantine_share
+    for table, total in totals.items():
+        share = bad.get(table, 0) / total if total else 0.0
+        if share > limit:
+            raise GateError(
+                f"data-quality gate: {bad.get(table, 0)} of {total} rows of '{table}' were quarantined "
+                f"({share:.0%} > nightly.gate.max_quarantine_share={limit:.0%}); see the quarantine table. "
+                "Nothing was written; the previous output is intact."
+            )
+
+
+def stage_candidates(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun) -> None:
+    from ..retrieval import build_candidates
+
+    raw = {k: lake.read(k) for k in ("items", "interactions", "intents")}
+    totals = {k: f.count() for k, f in raw.items()}
+    checked = validate_inputs(raw["items"], raw["interactions"], raw["intents"])
+    bad = write_quarantine(lake, checked.quarantine, run.run_date, "candidates", run.run_id)
+    run.quarantine_count = sum(bad.values())
+    check_quarantine_gate(cfg, totals, bad)
+
+    users = checked.interactions.select("user_id").unionByName(checked.intents.select("user_id")).distinct()
+    n_users = users.count()
+    if n_users < cfg.nightly.gate.min_users:
+        raise GateError(
+            f"data-quality gate: {n_users} users with clean input < nightly.gate.min_users={cfg.nightly.gate.min_users}; "
+            "nothing was written"
+        )
+    candidates = build_candidates(checked.interactions, users, cfg.retrieval).withColumn("run_date", F.lit(run.run_date))
+    lake.replace_partition(candidates, "candidates", {"run_date": run.run_date})
+    written = lake.read("candidates", {"run_date": run.run_date})
+    run.row_counts = {"users": n_users, "candidates": written.count(), **{f"input_{k}": v for k, v in totals.items()}}
+
+
+def stage_prompts(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun) -> None:
+    from ..instructions import build_prompts
+
+    model = choose_model(cfg, required=False)
+    run.model_version = f"{model.name}/{model.version}"
+    checked = read_validated_inputs(lake)
+    candidates = lake.read("candidates", {"run_date": run.run_date}).drop("run_date")
+    template = cfg.instructions.inference_template or model.best_template_id
+    prompts = build_prompts(
+        checked.interactions, checked.items, candidates, checked.intents, model.model_dir, cfg.instructions,
+        template_id=template,
+    ).withColumn("run_date", F.lit(run.run_date)).cache()
+    stats = prompts.agg(
+        F.count("*").alias("users"),
+        F.sum(F.col("is_fallback").cast("int")).alias("fallback"),
+        F.sum("n_prompt_tokens").alias("tokens"),
+    ).first()
+    users, fallback = stats["users"], stats["fallback"] or 0
+    limit = cfg.nightly.gate.max_fallback_share
+    if users and fallback / users > limit:
+        raise GateError(
+            f"data-quality gate: {fallback} of {users} users have no usable history ({fallback / users:.0%} > "
+            f"nightly.gate.max_fallback_share={limit:.0%}); nothing was written"
+        )
+    lake.replace_partition(prompts, "prompts", {"run_date": run.run_date})
+    prompts.unpersist()
+    run.row_counts = {"users": users, "fallback_users": fallback, "prompt_tokens": stats["tokens"] or 0}
+
+
+def stage_score(lake: Lake, cfg: Config, run: StageRun) -> dict:
+    from ..scoring.pipeline import score_run
+
+    model = choose_model(cfg, required=True)
+    run.model_version = f"{model.name}/{model.version}"
+    summary = score_run(cfg, lake, run.run_date, model.model_dir, model.name, model.version)
+    run.row_counts = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
+    run.quarantine_count = int(summary.get("quarantined_rows", 0))
+    return summary
