@@ -36,3 +36,71 @@ def ingest_job(cfg: Config, run_date: str | None = None) -> dict:
         return result
     finally:
         spark.stop()
+
+
+def build_tuning_examples(spark, lake: Lake, cfg: Config):
+    """Leave-one-out examples from the lake as pandas: the last item of each user is test (never
+    used here), the one before is validation, and the one before that is the training target."""
+    from pyspark.sql import functions as F
+
+    from ..instructions import build_training_examples
+    from ..model.base import base_model_dir
+    from ..retrieval import leave_one_out
+    from .stages import read_validated_inputs
+
+    checked = read_validated_inputs(lake)
+    interactions = checked.interactions
+    if cfg.tune.max_train_users:
+        users = (
+            interactions.select("user_id").distinct()
+            .orderBy(F.xxhash64("user_id", F.lit(cfg.tune.seed)), "user_id").limit(cfg.tune.max_train_users)
+        )
+        interactions = interactions.join(users, "user_id", "left_semi")
+    without_test, _test = leave_one_out(interactions, holdout=1)
+    train_history, val_targets = leave_one_out(without_test, holdout=1)
+    history_for_train, train_targets = leave_one_out(train_history, holdout=1)
+    tokenizer_dir = str(base_model_dir(cfg.model))
+    train = build_training_examples(
+        history_for_train, train_targets, checked.items, checked.intents, tokenizer_dir, cfg.instructions, cfg.tune,
+        seed=cfg.tune.seed,
+    ).toPandas()
+    # Validation is always the reranking form (1 positive + 19 negatives), the protocol we report.
+    val_tune = cfg.tune.model_copy(update={"task_mix": {"reranking": 1.0}})
+    val_users = val_targets.orderBy(F.xxhash64("user_id", F.lit(cfg.tune.seed + 1))).limit(cfg.tune.eval_users)
+    val = build_training_examples(
+        train_history, val_users, checked.items, checked.intents, tokenizer_dir, cfg.instructions, val_tune,
+        seed=cfg.tune.seed + 1,
+    ).toPandas()
+    return train, val
+
+
+def tune_job(cfg: Config):
+    from ..instructions import load_template_library
+    from ..model.tuning import run_tune
+    from ..spark import get_spark
+
+    spark = get_spark(cfg.spark)
+    try:
+        lake = Lake(cfg.lake, spark)
+        versions = lake.versions(("items", "interactions", "intents"))
+        train, val = build_tuning_examples(spark, lake, cfg)
+    finally:
+        spark.stop()  # free the JVM's memory before training
+    event(log, "tune: examples built", train=len(train), validation=len(val))
+    library = load_template_library(cfg.instructions.templates_path)
+    version = run_tune(train, val, cfg, data_versions=versions, template_version=library.version)
+    print(f"published model {version.name}/{version.version} at {version.path}")
+    return version
+
+
+def evaluate_job(cfg: Config):
+    from ..evaluation import run_evaluate
+    from ..spark import get_spark
+
+    spark = get_spark(cfg.spark)
+    try:
+        result = run_evaluate(spark, Lake(cfg.lake, spark), cfg)
+    finally:
+        spark.stop()
+    print(f"report: {result.report_path}")
+    return result
