@@ -208,6 +208,19 @@ class EvaluationConfig(Section):
     sasrec_epochs: int = 20
     sasrec_dim: int = 64
     sasrec_max_len: int = 50
+    sasrec_blocks: int = 2
+    sasrec_heads: int = 1
+    sasrec_dropout: float = 0.2
+    sasrec_lr: float = 1e-3
+    sasrec_batch_size: int = 128
+    protocols: list[Literal["sampled", "retrieval"]] = ["sampled", "retrieval"]
+    all_users: bool = True  # also report the non-LLM systems on every test user, not only the LLM sample
+    # Logged intents may be written after the held-out purchase (or from its review): off by default
+    # so that no prompt can carry the answer.
+    use_intents: bool = False
+    template_feedback: bool = True  # rank reranking templates on validation users, record the best
+    template_users: int = 200  # validation users per template (seeded sample)
+    template_metric: str = "NDCG@10"  # sampled-protocol metric that picks the best template
 
 
 class GateConfig(Section):

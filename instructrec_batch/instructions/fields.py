@@ -1,0 +1,55 @@
+"""Untrusted text (titles, reviews, queries) as delimited prompt fields that cannot break out.
+
+Every value is cleaned with `text.clean_text` (no control characters or newlines, so it cannot start
+a new prompt line such as a fake candidate "U. ..."; length-capped) and then loses every '<' and '>',
+so it can neither close its own << >> field nor spell a chat-template special token like <|im_end|>.
+"""
+
+from __future__ import annotations
+
+from ..text import clean_text
+
+OPEN, CLOSE = "<<", ">>"
+_STRIP = str.maketrans("", "", "<>")
+
+
+def clean_value(text: str | None, max_chars: int) -> str | None:
+    """The cleaned text without delimiter characters; None when nothing printable is left."""
+    cleaned = clean_text(text, max_chars)
+    if cleaned is None:
+        return None
+    cleaned = " ".join(cleaned.translate(_STRIP).split())
+    return cleaned or None
+
+
+def field(text: str | None, max_chars: int) -> str:
+    return f"{OPEN}{clean_value(text, max_chars) or ''}{CLOSE}"
+
+
+def history_block(titles: list[str], max_chars: int) -> str:
+    """One line per item, oldest first (the paper's implicit preference, most recent last)."""
+    return "\n".join(f"- {field(t, max_chars)}" for t in titles)
+
+
+def candidate_block(letters: list[str], titles: list[str], max_chars: int) -> str:
+    return "\n".join(f"{letter}. {field(t, max_chars)}" for letter, t in zip(letters, titles))
+
+
+def intention_text(queries: list[str], max_chars: int) -> str:
+    return "; ".join(field(q, max_chars) for q in queries)
+
+
+def preference_text(
+    liked: list[str], disliked: list[str], categories: list[str], brands: list[str], max_chars: int
+) -> str:
+    """The explicit preference (P2) sentence; only the quoted parts come from users or sellers."""
+    parts = []
+    if liked:
+        parts.append("liked " + " ".join(field(s, max_chars) for s in liked))
+    if disliked:
+        parts.append("disliked " + " ".join(field(s, max_chars) for s in disliked))
+    if categories:
+        parts.append("favourite categories " + ", ".join(field(c, max_chars) for c in categories))
+    if brands:
+        parts.append("favourite brands " + ", ".join(field(b, max_chars) for b in brands))
+    return "; ".join(parts) + "." if parts else ""

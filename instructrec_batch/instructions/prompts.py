@@ -1,0 +1,143 @@
+"""Inference prompts for the nightly job: one reranking prompt per user, rendered inside Spark."""
+
+from __future__ import annotations
+
+import random
+
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from ..config import InstructionsConfig
+from ..lake.schemas import PROMPTS, spark_schema
+from . import fields
+from .preference import explicit_preferences, recent_intents, recent_titles, titled
+from .render import LETTERS, fit_history, model_input, tokenizer_for
+from .templates import Template, TemplateError, TemplateLibrary, load_template_library
+
+OUTPUT_COLUMNS = [f.name for f in PROMPTS.schema if f.name != "run_date"]
+# One row per user scores all candidates at once: reranking (verbalizer) or matching (likelihood).
+INFERENCE_FORMS = ("reranking", "matching")
+
+
+def typed_frame(rows: list[dict], columns: list[str]) -> pd.DataFrame:
+    """Rows as a pandas frame whose nullable ints survive Arrow (None would make them floats)."""
+    frame = pd.DataFrame(rows, columns=columns)
+    for col in ("n_prompt_tokens", "n_history_items"):
+        if col in frame:
+            frame[col] = frame[col].astype("Int32")
+    return frame
+
+
+def shuffled_order(n: int, seed: int, user_id: str) -> list[int]:
+    """A per-user permutation of 0..n-1: seeded by (seed, user) with a string seed, which Python
+    hashes with SHA-512, so it is identical in every process and run (unlike hash())."""
+    order = list(range(n))
+    random.Random(f"{seed}:{user_id}").shuffle(order)
+    return order
+
+
+def choose_template(library: TemplateLibrary, chosen: Template, has_preference: bool, has_intent: bool) -> Template:
+    """The chosen template, or the same phrasing with the parts this user lacks left out."""
+    preference = chosen.preference if (chosen.preference != "P2" or has_preference) else "P1"
+    intention = chosen.intention if has_intent else "I0"
+    if preference == "P0" and intention == "I0":
+        preference = "P1"  # a P0 template needs an intention; without one, use the history
+    if (preference, intention) == (chosen.preference, chosen.intention):
+        return chosen
+    return library.closest(chosen, preference, intention)
+
+
+def _as_list(value) -> list:
+    return [] if value is None else list(value)
+
+
+def render_user(row, library: TemplateLibrary, chosen: Template, tokenizer, cfg: InstructionsConfig, budget: int) -> dict:
+    """One prompts row for one user (a pandas row of the assembled per-user frame)."""
+    ids, titles = _as_list(row.cand_ids), _as_list(row.cand_titles)
+    history = _as_list(row.history_titles)
+    clean_titles = [fields.clean_value(t, cfg.max_title_chars) or "" for t in titles]
+    if not history:  # no history: nothing to ask the model; popularity order as is
+        return dict(
+            user_id=row.user_id, template_id=None, prompt=None, candidate_item_ids=ids,
+            candidate_letters=list(LETTERS[: len(ids)]), candidate_titles=clean_titles,
+            n_prompt_tokens=None, n_history_items=0, is_fallback=True,
+        )
+    order = shuffled_order(len(ids), cfg.seed, row.user_id)
+    letters = list(LETTERS[: len(ids)])
+    prefs = dict(
+        liked=_as_list(row.liked), disliked=_as_list(row.disliked),
+        categories=_as_list(row.fav_category), brands=_as_list(row.fav_brand),
+    )
+    preference = fields.preference_text(**prefs, max_chars=cfg.max_field_chars) if row.has_reviews else ""
+    intents = _as_list(row.intents)
+    tpl = choose_template(library, chosen, bool(preference) and cfg.explicit_preference, bool(intents))
+    values = dict(
+        preference=preference,
+        intention=fields.intention_text(intents, cfg.max_field_chars),
+        candidates=fields.candidate_block(letters, [titles[i] for i in order], cfg.max_title_chars),
+    )
+
+    def build(kept: list[str]) -> str:
+        body = tpl.render(history=fields.history_block(kept, cfg.max_title_chars), **values)
+        return model_input(tokenizer, library.preamble, body)
+
+    prompt, n_tokens, n_kept = fit_history(build, history, tokenizer, budget)
+    return dict(
+        user_id=row.user_id, template_id=tpl.id, prompt=prompt,
+        candidate_item_ids=[ids[i] for i in order], candidate_letters=letters,
+        candidate_titles=[clean_titles[i] for i in order], n_prompt_tokens=n_tokens,
+        n_history_items=n_kept if "history" in tpl.placeholders else 0, is_fallback=False,
+    )
+
+
+def assemble_users(interactions, items, candidates, intents, cfg: InstructionsConfig) -> DataFrame:
+    """One row per candidate user with everything a prompt needs, as arrays (Spark does the joins)."""
+    cands = titled(candidates.select("user_id", "item_id", "retrieval_rank"), items)
+    per_user = cands.groupBy("user_id").agg(
+        F.sort_array(F.collect_list(F.struct("retrieval_rank", "item_id", "title"))).alias("c")
+    ).select("user_id", F.col("c.item_id").alias("cand_ids"), F.col("c.title").alias("cand_titles"))
+    frame = per_user.join(recent_titles(interactions, items, cfg.max_history_items), "user_id", "left")
+    prefs = explicit_preferences(interactions, items, cfg).withColumn("has_reviews", F.lit(True))
+    frame = frame.join(prefs, "user_id", "left")
+    logged = recent_intents(intents, cfg.max_intents)
+    if logged is not None:
+        frame = frame.join(logged, "user_id", "left")
+    else:
+        frame = frame.withColumn("intents", F.lit(None).cast("array<string>"))
+    return frame.withColumn("has_reviews", F.coalesce("has_reviews", F.lit(False)))
+
+
+def build_prompts(
+    interactions: DataFrame,
+    items: DataFrame,
+    candidates: DataFrame,
+    intents: DataFrame | None,
+    tokenizer_dir: str,
+    cfg: InstructionsConfig,
+    template_id: str | None = None,
+) -> DataFrame:
+    """One row per user in `candidates`: the PROMPTS columns except run_date (see module docstring).
+
+    Template: `template_id`, else cfg.inference_template, else the library's default (reranking); per
+    user it loses the parts the user lacks (no reviews: P2 -> P1; no intents: -> I0). Candidates are
+    lettered A.. in a per-user seeded shuffle; candidate_item_ids[i] is labelled candidate_letters[i].
+    """
+    library = load_template_library(cfg.templates_path)
+    chosen = library.get(template_id or cfg.inference_template or library.default_inference)
+    if chosen.task_form not in INFERENCE_FORMS:
+        raise TemplateError(
+            f"template {chosen.id} is {chosen.task_form}; inference prompts (one row per user) take {INFERENCE_FORMS}"
+        )
+    frame = assemble_users(interactions, items, candidates, intents, cfg)
+    budget, tokenizer_dir = cfg.max_prompt_tokens, str(tokenizer_dir)
+
+    def render_batches(batches):
+        tokenizer = tokenizer_for(tokenizer_dir)
+        for batch in batches:
+            rows = [render_user(r, library, chosen, tokenizer, cfg, budget) for r in batch.itertuples(index=False)]
+            yield typed_frame(rows, OUTPUT_COLUMNS)
+
+    schema = spark_schema(PROMPTS)
+    out_schema = type(schema)([f for f in schema.fields if f.name != "run_date"])
+    return frame.mapInPandas(render_batches, out_schema)
