@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+import torch
+
+from instructrec_batch.model.base import load_causal_lm, load_tokenizer
+from instructrec_batch.model.batching import Encoded, as_records, collate, encode_examples, micro_batch_indices
+from instructrec_batch.model.loss import AnswerLoss
+
+
+def test_collate_marks_the_positions_that_predict_answer_tokens():
+    batch = collate([Encoded([5, 6, 7, 8], 3), Encoded([1, 2, 3, 4, 9, 10], 4)], pad_id=0)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 0, 0], [1, 2, 3, 4, 9, 10]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 0, 0], [1] * 6]
+    # row 0: answer token 8 at position 3 is predicted from position 2; row 1: tokens 9, 10 from 3, 4
+    assert batch["target_rows"].tolist() == [0, 1, 1]
+    assert batch["target_cols"].tolist() == [2, 3, 4]
+    assert batch["target_ids"].tolist() == [8, 9, 10]
+
+
+def test_micro_batches_are_a_function_of_the_step_and_split_ranks():
+    n = 10
+    one = [micro_batch_indices(n, s, m, 2, 2, 0, 1, seed=3) for s in range(5) for m in range(2)]
+    again = [micro_batch_indices(n, s, m, 2, 2, 0, 1, seed=3) for s in range(5) for m in range(2)]
+    assert all((a == b).all() for a, b in zip(one, again))
+    # the first epoch (steps 0-1 plus half of step 2) is a permutation: every example once
+    first_epoch = np.concatenate(one)[:n]
+    assert sorted(first_epoch.tolist()) == list(range(n))
+    r0 = micro_batch_indices(n, 0, 0, 2, 1, 0, 2, seed=3)
+    r1 = micro_batch_indices(n, 0, 0, 2, 1, 1, 2, seed=3)
+    assert not set(r0) & set(r1)
+
+
+def test_long_examples_are_dropped_not_truncated(tiny_model_dir, train_examples):
+    tok = load_tokenizer(tiny_model_dir)
+    records = as_records(train_examples)
+    encoded = encode_examples(records, tok, max_tokens=10_000, append_eos=True)
+    assert len(encoded) == len(records)
+    assert all(e.input_ids[-1] == tok.eos_token_id for e in encoded)
+    limit = sorted(len(e.input_ids) for e in encoded)[len(encoded) // 2]
+    assert 0 < len(encode_examples(records, tok, max_tokens=limit, append_eos=True)) < len(records)
+    with pytest.raises(ValueError, match="max_tokens"):
+        encode_examples(records, tok, max_tokens=5, append_eos=True)
+
+
+def test_answer_loss_equals_the_labels_loss_of_transformers(tiny_model_dir, train_examples):
+    """Gathering the answer positions before lm_head must give the same loss as the plain
+    `labels=` loss with every non-answer position masked (which projects every position)."""
+    tok = load_tokenizer(tiny_model_dir)
+    model = load_causal_lm(tiny_model_dir)
+    encoded = encode_examples(as_records(train_examples)[:4], tok, 10_000, append_eos=True)
+    batch = collate(encoded, tok.pad_token_id)
+    labels = torch.full_like(batch["input_ids"], -100)
+    for i, e in enumerate(encoded):
+        labels[i, e.n_prompt : len(e.input_ids)] = torch.tensor(e.input_ids[e.n_prompt :])
+    with torch.no_grad():
+        ours = AnswerLoss(model)(**batch)
+        theirs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
+    assert torch.allclose(ours, theirs, atol=1e-5)
