@@ -1,0 +1,111 @@
+"""The Ray Data actor: the only place that holds a model inside Ray (STYLE: one model per actor).
+
+Each actor loads the model once, then turns blocks of prompts rows into one Arrow table of output rows.
+Recommendation rows and quarantine rows travel together in that table (``kind`` tells them apart), so
+the whole run lands in one staging folder and is split at commit time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pyarrow as pa
+
+from .frame import rank_candidates, score_records
+from .rows import RowPreparer
+
+log = logging.getLogger(__name__)
+
+STAGING_SCHEMA = pa.schema(
+    [
+        ("kind", pa.string()),  # rec | quarantine
+        ("run_date", pa.string()),
+        ("user_id", pa.string()),
+        ("rank", pa.int32()),
+        ("item_id", pa.string()),
+        ("score", pa.float64()),
+        ("model_name", pa.string()),
+        ("model_version", pa.string()),
+        ("template_id", pa.string()),
+        ("scorer", pa.string()),
+        ("is_fallback", pa.bool_()),
+        ("n_input_tokens", pa.int64()),  # the user's prompt tokens, for the run's tokens/s
+        ("reason", pa.string()),
+        ("row_json", pa.string()),
+    ]
+)
+
+
+def load_scoring_model(model_dir: str, dtype: str = "auto", device: str | None = None):
+    """(model, tokenizer, dtype actually used) for scoring, in eval mode on the chosen device."""
+    from ..model.base import load_causal_lm, load_tokenizer
+    from .device import pick_device, resolve_dtype
+
+    device = pick_device(device)
+    dtype = resolve_dtype(dtype, device)
+    return load_causal_lm(model_dir, dtype=dtype, device=device), load_tokenizer(model_dir), dtype
+
+
+class ScoringActor:
+    """Callable class for ``Dataset.map_batches``: pyarrow batch of prompts rows in, staging rows out."""
+
+    def __init__(
+        self,
+        model_dir: str,
+        run_date: str,
+        model_name: str,
+        model_version: str,
+        scorer: str = "verbalizer",
+        dtype: str = "auto",
+        batch_tokens: int = 8192,
+        length_normalize: bool = True,
+        top_k: int = 10,
+        max_input_tokens: int = 2048,
+        max_title_tokens: int = 32,
+        num_threads: int | None = None,
+        device: str | None = None,
+    ):
+        import torch
+
+        if num_threads:  # match the CPUs Ray reserved for this actor; oversubscribing cores only slows it
+            torch.set_num_threads(num_threads)
+        self.model, tokenizer, self.dtype = load_scoring_model(model_dir, dtype, device)
+        self.preparer = RowPreparer(tokenizer, scorer, max_input_tokens, max_title_tokens)
+        self.constants = {"run_date": run_date, "model_name": model_name, "model_version": model_version, "scorer": scorer}
+        self.batch_tokens, self.length_normalize, self.k = batch_tokens, length_normalize, top_k
+        log.info("scoring actor ready: %s, scorer=%s, dtype=%s", model_dir, scorer, self.dtype)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        results = score_records(batch.to_pylist(), self.model, self.preparer, self.batch_tokens, self.length_normalize)
+        out: list[dict] = []
+        for result in results:
+            if result.error is not None:
+                out.append(self._quarantine_row(result.record, result.error))
+                continue
+            row = result.row
+            for rank, item_id, score in rank_candidates(row.item_ids, result.scores, self.k):
+                out.append(
+                    {
+                        **self.constants,
+                        "kind": "rec",
+                        "user_id": row.user_id,
+                        "rank": rank,
+                        "item_id": item_id,
+                        "score": score,
+                        "template_id": row.template_id,
+                        "is_fallback": row.is_fallback,
+                        # Fallback users cost no model tokens.
+                        "n_input_tokens": row.n_input_tokens if rank == 1 else 0,
+                    }
+                )
+        return pa.Table.from_pylist(out, schema=STAGING_SCHEMA)
+
+    def _quarantine_row(self, record: dict, reason: str) -> dict:
+        return {
+            "kind": "quarantine",
+            "run_date": self.constants["run_date"],
+            "user_id": None if record.get("user_id") is None else str(record.get("user_id")),
+            "reason": reason,
+            "row_json": json.dumps(record, default=str, ensure_ascii=False),
+        }
