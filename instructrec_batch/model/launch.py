@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def train_worker(payload: dict[str, Any]) -> None:
     """Entry point of every worker (and of the single-process run)."""
-    from .tuning import TuneRecipe
+    from .recipe import TuneRecipe
 
     logging.basicConfig(level=logging.INFO)  # Ray workers start with no logging configured
     recipe = TuneRecipe(

@@ -156,7 +156,7 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def update_card(cfg: ModelConfig, name: str, version: str, **fields: Any) -> ModelVersion:
+def update_card(cfg: ModelConfig, name: str, version: str, /, **fields: Any) -> ModelVersion:
     """Add or replace card fields of a published version (e.g. best_template_id from evaluate).
     The card is rewritten atomically; the model files are never touched."""
     reserved = {"name", "version"} & set(fields)
