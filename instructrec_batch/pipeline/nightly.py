@@ -50,25 +50,28 @@ def run_stage(stage: str, lake: Lake, cfg: Config, run_date: str, resume: bool =
     return None
 
 
-def run_spark_stages(cfg: Config, run_date: str, stages: tuple[str, ...], resume: bool = False) -> None:
+def run_spark_stages(cfg: Config, run_date: str, stages: tuple[str, ...], resume: bool = False, spark=None) -> None:
+    """Run Spark stages in order; a session passed in is the caller's to stop, one made here is stopped here."""
     from ..spark import get_spark
 
-    spark = get_spark(cfg.spark)
+    own = spark is None
+    spark = spark or get_spark(cfg.spark)
     try:
         lake = Lake(cfg.lake, spark)
         for stage in stages:
             run_stage(stage, lake, cfg, run_date, resume, spark)
     finally:
-        spark.stop()
+        if own:
+            spark.stop()
 
 
 def run_score(cfg: Config, run_date: str, resume: bool = False) -> dict | None:
     return run_stage("score", Lake(cfg.lake), cfg, run_date, resume)
 
 
-def run_nightly(cfg: Config, run_date: str, resume: bool = False) -> dict | None:
+def run_nightly(cfg: Config, run_date: str, resume: bool = False, spark=None) -> dict | None:
     event(log, "nightly: started", run_date=run_date, resume=resume, config_hash=cfg.hash())
-    run_spark_stages(cfg, run_date, SPARK_STAGES, resume)
+    run_spark_stages(cfg, run_date, SPARK_STAGES, resume, spark)
     summary = run_score(cfg, run_date, resume)
     event(log, "nightly: finished", run_date=run_date)
     return summary
