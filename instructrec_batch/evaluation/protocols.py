@@ -32,6 +32,17 @@ class Split:
     targets: np.ndarray  # [n] item ids
     seen: list[set[str]]  # every item of the user's whole sequence (history, target and later items)
 
+    def subset(self, user_ids) -> "Split":
+        """The rows of these users, in this split's order (unknown ids are ignored)."""
+        wanted = set(user_ids)
+        rows = [i for i, u in enumerate(self.user_ids) if u in wanted]
+        return Split(
+            self.user_ids[rows],
+            [self.histories[i] for i in rows],
+            self.targets[rows],
+            [self.seen[i] for i in rows],
+        )
+
 
 @dataclass(frozen=True)
 class EvalSet:

@@ -1,0 +1,91 @@
+"""The LLM systems: the same prompts for the untuned base model and the tuned model.
+
+Prompts are built by the instructions stage from the *history* frame (the held-out interaction is not
+in it) and this protocol's candidate set; the scorer is the scoring stage's own ``score_frame``, so the
+evaluation measures exactly what the nightly job would serve.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from ..config import Config
+from .protocols import EvalSet
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    label: str  # e.g. "smollm2-135m-instruct" or "instructrec-games:v0003"
+    model_dir: str
+    model: object
+    tokenizer: object
+
+
+def load_model(label: str, model_dir, cfg: Config) -> LoadedModel:
+    from ..scoring.actor import load_scoring_model
+
+    started = time.time()
+    model, tokenizer, dtype = load_scoring_model(str(model_dir), cfg.scoring.dtype)
+    log.info("loaded %s (%s) from %s in %.1f s", label, dtype, model_dir, time.time() - started)
+    return LoadedModel(label, str(model_dir), model, tokenizer)
+
+
+def build_eval_prompts(
+    spark: "SparkSession",
+    history: "DataFrame",
+    items: "DataFrame",
+    intents: "DataFrame | None",
+    eval_set: EvalSet,
+    tokenizer_dir: str,
+    cfg: Config,
+    template_id: str | None,
+) -> pd.DataFrame:
+    """The prompts rows (pandas) for an eval set's users, candidates in the set's column order.
+
+    ``history`` must already exclude the held-out items; it is cut to these users here so that a
+    1,000-user sample does not pay for prompts of every user."""
+    from pyspark.sql import functions as F
+
+    from ..instructions import build_prompts
+
+    users = spark.createDataFrame(pd.DataFrame({"user_id": eval_set.user_ids.astype(str)}))
+    candidates = spark.createDataFrame(eval_set.candidates_frame())
+    own_history = history.join(F.broadcast(users), "user_id")
+    own_intents = intents.join(F.broadcast(users), "user_id") if intents is not None else None
+    prompts = build_prompts(own_history, items, candidates, own_intents, tokenizer_dir, cfg.instructions, template_id=template_id)
+    frame = prompts.toPandas()
+    # Arrow hands list columns back as numpy arrays; the scorer's row code expects plain lists.
+    for col in ("candidate_item_ids", "candidate_letters", "candidate_titles"):
+        frame[col] = [list(v) if v is not None else None for v in frame[col]]
+    return frame
+
+
+def llm_scores(eval_set: EvalSet, prompts: pd.DataFrame, loaded: LoadedModel, scorer: str, cfg: Config) -> np.ndarray:
+    """[n_users, n_candidates] scores of one model with one scorer on prebuilt prompts."""
+    from ..scoring import score_frame
+
+    started = time.time()
+    scored = score_frame(
+        prompts,
+        loaded.model,
+        loaded.tokenizer,
+        scorer=scorer,
+        batch_tokens=cfg.scoring.batch_tokens,
+        length_normalize=cfg.scoring.length_normalize,
+        max_input_tokens=cfg.scoring.max_input_tokens,
+    )
+    log.info(
+        "%s/%s scored %d users in %.1f s", loaded.label, scorer, len(prompts), time.time() - started
+    )
+    return eval_set.align(scored)

@@ -1,0 +1,329 @@
+"""``run_evaluate``: the evaluate job's one call. Coordinates; the logic lives in the pure modules.
+
+Life cycle: read the lake → leave-one-out split (checked against retrieval's Spark split) → evaluation
+sets per protocol → non-LLM systems on every test user → template feedback on validation users (tuned
+model) → LLM systems on the seeded user sample → metric rows → ``eval_runs`` (one Delta commit) →
+report folder.
+
+Rows in ``eval_runs``: ``protocol`` is ``<protocol>/<population>``: ``sampled/all``,
+``sampled/llm_sample``, ``retrieval/all``, ``retrieval/llm_sample``, and ``template_feedback/validation``
+(system ``<scorer>[<template id>]``). Compare systems only within one protocol value: those rows were
+computed on the same users and candidates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ..config import Config
+from ..errors import InstructRecError, ModelNotFoundError
+from ..lake import Lake
+from .baselines import fit_sasrec, item_popularity, popularity_scores, retrieval_order_scores, sasrec_eval_scores
+from .metrics import ranking_metrics
+from .protocols import EvalSet, Split, leave_one_out_split, retrieval_set, sample_users, sampled_set
+from .report import write_report
+from .sasrec import SASRecParams
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+NON_LLM = ("popularity", "retrieval", "sasrec")
+LLM = ("base_zero_shot", "tuned_verbalizer", "tuned_likelihood")
+
+# What each protocol reports (the issue's lists; MRR is kept for both as a threshold-free summary).
+PROTOCOL_METRICS = {
+    "sampled": dict(ks=(1, 5, 10), ndcg_ks=(5, 10)),
+    "retrieval": dict(ks=(10, 20), recall=True, hit_rate=False, ndcg_ks=(10, 20)),
+}
+
+
+@dataclass
+class EvalResult:
+    run_id: str
+    table: pd.DataFrame  # the rows appended to eval_runs
+    report_path: Path
+    best_template_id: str | None = None
+    eval_runs_version: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+# ── pure pieces ──────────────────────────────────────────────────────────────────────────────
+def metric_rows(eval_set: EvalSet, scores: np.ndarray, system: str, population: str) -> list[dict]:
+    """Long rows (protocol, population, system, metric, value, n_users) for one system's scores."""
+    values = ranking_metrics(scores, eval_set.target_index, **PROTOCOL_METRICS[eval_set.protocol])
+    return [
+        {
+            "protocol": eval_set.protocol,
+            "population": population,
+            "system": system,
+            "metric": metric,
+            "value": float(value),
+            "n_users": len(eval_set),
+        }
+        for metric, value in values.items()
+    ]
+
+
+def rows_on(eval_set: EvalSet, scores: np.ndarray, system: str, populations: dict[str, np.ndarray]) -> list[dict]:
+    """The same system's rows on each population (a population is a set of user ids)."""
+    out = []
+    for population, users in populations.items():
+        keep = np.isin(eval_set.user_ids, users)
+        sub = EvalSet(eval_set.protocol, eval_set.split, eval_set.user_ids[keep], eval_set.candidates[keep],
+                      eval_set.target_index[keep], eval_set.targets[keep])
+        out += metric_rows(sub, scores[keep], system, population)
+    return out
+
+
+def check_split_agrees(split: Split, spark_targets: pd.DataFrame) -> None:
+    """The prompts' history comes from retrieval's Spark split and the candidates from this module's
+    pandas split; if they disagreed on any user's target, a prompt could show the answer."""
+    ours = pd.Series(split.targets, index=split.user_ids, dtype=object).sort_index()
+    theirs = spark_targets.set_index("user_id")["item_id"].astype(object).sort_index()
+    if not ours.index.equals(theirs.index) or not (ours.values == theirs.values).all():
+        raise InstructRecError(
+            "the evaluation split and retrieval.leave_one_out disagree on held-out items; refusing to "
+            "evaluate (a prompt could contain its own target)"
+        )
+
+
+def sasrec_params(cfg: Config) -> SASRecParams:
+    e = cfg.evaluation
+    return SASRecParams(
+        dim=e.sasrec_dim, max_len=e.sasrec_max_len, n_blocks=e.sasrec_blocks, n_heads=e.sasrec_heads,
+        dropout=e.sasrec_dropout, lr=e.sasrec_lr, batch_size=e.sasrec_batch_size, epochs=e.sasrec_epochs,
+        seed=e.seed,
+    )
+
+
+def pick_template(scores_by_template: dict[str, float]) -> str:
+    """Highest validation metric; ties go to the smallest id, so reruns agree."""
+    return sorted(scores_by_template.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+
+
+# ── the job ──────────────────────────────────────────────────────────────────────────────────
+@contextmanager
+def _timed(timings: dict[str, float], step: str):
+    started = time.time()
+    yield
+    timings[step] = time.time() - started
+    log.info("%s: %.1f s", step, timings[step])
+
+
+def run_evaluate(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
+    from ..retrieval import build_candidates, leave_one_out
+
+    e = cfg.evaluation
+    if e.template_metric not in ranking_metrics(np.zeros((1, 2)), np.zeros(1, dtype=int), **PROTOCOL_METRICS["sampled"]):
+        raise InstructRecError(f"evaluation.template_metric={e.template_metric!r} is not a sampled-protocol metric")
+    unknown = set(e.systems) - set(NON_LLM) - set(LLM)
+    if unknown:
+        raise InstructRecError(f"evaluation.systems: unknown {sorted(unknown)}; known: {list(NON_LLM + LLM)}")
+    run_id = f"eval-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    input_versions = lake.versions(["items", "interactions", "intents"])
+
+    with _timed(timings, "read and split"):
+        interactions = lake.read("interactions")
+        items = lake.read("items")
+        intents = lake.read("intents") if e.use_intents else None
+        inter_pd = interactions.select("user_id", "item_id", "position").toPandas()
+        catalogue = items.select("item_id").toPandas()["item_id"].tolist()
+        test = leave_one_out_split(inter_pd, "test")
+        if not len(test.user_ids):
+            raise InstructRecError("no user has two or more interactions: nothing to evaluate")
+        history, targets = leave_one_out(interactions, 1)
+        check_split_agrees(test, targets.toPandas())
+
+    sets: dict[str, EvalSet] = {}
+    if "sampled" in e.protocols:
+        with _timed(timings, "sampled candidates"):
+            sets["sampled"] = sampled_set(test, catalogue, e.n_negatives, e.seed)
+    if "retrieval" in e.protocols:
+        with _timed(timings, "retrieval candidates"):
+            cands = build_candidates(history, targets.select("user_id"), cfg.retrieval).toPandas()
+            sets["retrieval"] = retrieval_set(test, cands, cfg.retrieval.n_candidates)
+
+    llm_users = sample_users(test.user_ids, e.llm_users, e.seed)
+    populations = {"llm_sample": llm_users}
+    if e.all_users:
+        populations["all"] = test.user_ids
+    rows: list[dict] = []
+
+    # ── non-LLM systems (every test user) ──
+    if "popularity" in e.systems:
+        popularity = item_popularity(test.histories)
+        for es in sets.values():
+            rows += rows_on(es, popularity_scores(es, popularity), "popularity", populations)
+    if "retrieval" in e.systems and "retrieval" in sets:
+        rows += rows_on(sets["retrieval"], retrieval_order_scores(sets["retrieval"]), "retrieval", populations)
+    if "sasrec" in e.systems:
+        with _timed(timings, "sasrec train"):
+            model, index, losses = fit_sasrec(test, catalogue, sasrec_params(cfg))
+        notes.append(f"SASRec loss by epoch: {losses[0]:.3f} → {losses[-1]:.3f} ({len(losses)} epochs)")
+        with _timed(timings, "sasrec score"):
+            for es in sets.values():
+                rows += rows_on(es, sasrec_eval_scores((model, index), test, es), "sasrec", populations)
+
+    # ── LLM systems (the seeded sample) ──
+    best_template, model_version = None, None
+    wanted_llm = [s for s in LLM if s in e.systems]
+    if wanted_llm:
+        best_template, model_version, llm_rows = _llm_systems(
+            spark, cfg, interactions, history, items, intents, inter_pd, catalogue, test, sets, llm_users,
+            wanted_llm, timings, notes,
+        )
+        rows += llm_rows
+
+    results = pd.DataFrame(rows)
+    table = _eval_runs_rows(results, run_id, cfg, input_versions, model_version)
+    version = lake.write_arrow(pa.Table.from_pandas(table, preserve_index=False), "eval_runs", mode="append")
+
+    header = {
+        "run id": run_id,
+        "dataset": _dataset(cfg),
+        "input Delta versions": json.dumps(input_versions),
+        "test users": f"{len(test.user_ids)} (LLM sample: {len(llm_users)}, seed {e.seed})",
+        "tuned model": model_version or "not evaluated",
+        "template": best_template or "builder default",
+        "config hash": cfg.hash(),
+        "eval_runs version": str(version),
+        "ties": "pessimistic: the target ranks after every candidate with an equal score",
+    }
+    report = write_report(cfg.resolve(e.report_dir) / run_id, results, header, notes, timings)
+    log.info("evaluation %s: %d rows in eval_runs (version %s), report %s", run_id, len(table), version, report)
+    return EvalResult(run_id, table, report, best_template, version, notes)
+
+
+def _dataset(cfg: Config) -> str:
+    return "+".join(cfg.ingest.sources)
+
+
+def _eval_runs_rows(results: pd.DataFrame, run_id: str, cfg: Config, versions: dict, model_version: str | None) -> pd.DataFrame:
+    now = pd.Timestamp.now(tz="UTC")
+    base_name = cfg.model.base.name
+
+    def row_model(system: str) -> str | None:
+        if system.startswith("tuned"):
+            return model_version
+        return base_name if system == "base_zero_shot" else None
+
+    return pd.DataFrame(
+        {
+            "run_id": run_id,
+            "dataset": _dataset(cfg),
+            "input_versions": json.dumps(versions, sort_keys=True),
+            "protocol": results["protocol"] + "/" + results["population"],
+            "system": results["system"],
+            "metric": results["metric"],
+            "value": results["value"].astype(np.float64),
+            "n_users": results["n_users"].astype(np.int64),
+            "model_version": [row_model(s) for s in results["system"]],
+            "config_hash": cfg.hash(),
+            "created_at": now,
+        }
+    )
+
+
+def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, catalogue, test, sets, llm_users,
+                 wanted, timings, notes):
+    """Template feedback, then the LLM rows; returns (template used, tuned model label, rows)."""
+    from ..model.base import base_model_dir
+    from ..model.registry import resolve, update_card
+    from .llm import build_eval_prompts, llm_scores, load_model
+
+    e = cfg.evaluation
+    rows: list[dict] = []
+    tuned = None
+    if any(s.startswith("tuned") for s in wanted):
+        try:
+            tuned = resolve(cfg.model)
+        except ModelNotFoundError as exc:
+            notes.append(f"tuned model rows skipped: {exc}")
+            wanted = [s for s in wanted if not s.startswith("tuned")]
+    label = f"{tuned.name}:{tuned.version}" if tuned else None
+    tuned_model = load_model(label, tuned.merged_dir, cfg) if tuned else None
+    tokenizer_dir = str(tuned.merged_dir if tuned else base_model_dir(cfg.model))
+
+    template = cfg.instructions.inference_template or (tuned.card.get("best_template_id") if tuned else None)
+    if tuned and e.template_feedback:
+        with _timed(timings, "template feedback"):
+            best, feedback_rows, skipped = _template_feedback(
+                spark, cfg, interactions, items, intents, inter_pd, catalogue, tuned_model, tokenizer_dir
+            )
+        rows += feedback_rows
+        # A template pinned in the config is what scoring serves, so it is what the test rows measure.
+        template = cfg.instructions.inference_template or best
+        if skipped:
+            notes.append(f"template feedback: {len(skipped)} templates fell back for every validation user "
+                         f"(no reviews/intents) and were not scored: {', '.join(skipped)}")
+        update_card(cfg.model, tuned.name, tuned.version, best_template_id=best,
+                    template_feedback={r["system"]: r["value"] for r in feedback_rows if r["metric"] == e.template_metric})
+        notes.append(f"template feedback: {best} recorded as best_template_id in {label}'s model card")
+
+    base = load_model(cfg.model.base.name, base_model_dir(cfg.model), cfg) if "base_zero_shot" in wanted else None
+    sample = {"llm_sample": llm_users}
+    for protocol, es in sets.items():
+        sub = es.subset(llm_users)
+        with _timed(timings, f"{protocol} prompts"):
+            prompts = build_eval_prompts(spark, history, items, intents, sub, tokenizer_dir, cfg, template)
+        plan = [("base_zero_shot", base, cfg.scoring.scorer if cfg.scoring.scorer != "naive" else "verbalizer"),
+                ("tuned_verbalizer", tuned_model, "verbalizer"), ("tuned_likelihood", tuned_model, "likelihood")]
+        for system, loaded, scorer in plan:
+            if system in wanted:
+                with _timed(timings, f"{protocol} {system}"):
+                    rows += rows_on(sub, llm_scores(sub, prompts, loaded, scorer, cfg), system, sample)
+    return template, label, rows
+
+
+def _template_feedback(spark, cfg, interactions, items, intents, inter_pd, catalogue, tuned_model, tokenizer_dir):
+    """Each reranking template on a seeded sample of validation users (sampled protocol; the test
+    item is neither a candidate nor in the history). Returns (best template id, rows)."""
+    from ..instructions import load_template_library
+    from ..retrieval import leave_one_out
+    from .llm import build_eval_prompts, llm_scores
+
+    e = cfg.evaluation
+    validation = leave_one_out_split(inter_pd, "validation")
+    users = sample_users(validation.user_ids, e.template_users, e.seed + 1)
+    validation = validation.subset(users)
+    val_set = sampled_set(validation, catalogue, e.n_negatives, e.seed, stage="validation")
+    val_history, val_targets = leave_one_out(interactions, 2)
+    check_split_agrees(validation, val_targets.toPandas().query("user_id in @users"))
+    scorer = cfg.scoring.scorer if cfg.scoring.scorer != "naive" else "verbalizer"
+    rows, by_template, skipped = [], {}, []
+    library = load_template_library(cfg.instructions.templates_path)
+    for template in library.for_form("reranking"):
+        prompts = build_eval_prompts(spark, val_history, items, intents, val_set, tokenizer_dir, cfg, template.id)
+        # The builder drops what a user lacks (no reviews: P2 -> P1, no intents: -> I0). A template no
+        # user actually got is the same prompts as its fallback, which is evaluated in its own turn:
+        # skip it rather than spend the model's time twice and credit a template that never rendered.
+        if not (prompts["template_id"] == template.id).any():
+            skipped.append(template.id)
+            continue
+        scores = llm_scores(val_set, prompts, tuned_model, scorer, cfg)
+        got = metric_rows(val_set, scores, f"{scorer}[{template.id}]", "validation")
+        for r in got:
+            r["protocol"] = "template_feedback"
+        by_template[template.id] = next(r["value"] for r in got if r["metric"] == e.template_metric)
+        rows += got
+    if not by_template:
+        raise InstructRecError("no reranking template rendered for any validation user")
+    if skipped:
+        log.info("template feedback: %d templates never rendered on these users (fell back): %s", len(skipped), skipped)
+    return pick_template(by_template), rows, skipped

@@ -1,0 +1,127 @@
+"""run_evaluate end to end on a tiny lake: every system, the eval_runs table, the report, the card."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import yaml
+
+from instructrec_batch.config import load_config
+from instructrec_batch.evaluation import run_evaluate
+from instructrec_batch.lake import Lake
+from instructrec_batch.lake.schemas import INTERACTIONS, ITEMS
+
+N_ITEMS = 24
+
+
+def _write_lake(lake: Lake, n_users: int = 10) -> None:
+    """Users walk the catalogue in steps of +1 (a rule SASRec and co-occurrence can learn)."""
+    rng = np.random.default_rng(0)
+    items = [{"item_id": f"i{i}", "title": f"Game number {i}"} for i in range(N_ITEMS)]
+    rows = []
+    for u in range(n_users):
+        start, length = int(rng.integers(0, N_ITEMS)), int(rng.integers(4, 7))
+        rows += [{"user_id": f"u{u}", "item_id": f"i{(start + p) % N_ITEMS}", "position": p} for p in range(length)]
+    lake.write_arrow(pa.Table.from_pylist(items, schema=ITEMS.schema), "items", mode="overwrite")
+    lake.write_arrow(pa.Table.from_pylist(rows, schema=INTERACTIONS.schema), "interactions", mode="overwrite")
+
+
+def _small_library(tmp_path) -> str:
+    """The shipped library with only three reranking templates: two that render without reviews and
+    intents, and a P2 one that falls back to P1 for every user here (so it must be skipped)."""
+    from instructrec_batch.instructions import templates as tmod
+
+    path = tmod.__file__.replace("templates.py", "templates.yaml")
+    doc = yaml.safe_load(open(path))
+    keep = {"T3-P1I0-a", "T3-P1I0-b", "T3-P2I0-a"}
+    doc["templates"] = [t for t in doc["templates"] if t["task_form"] != "reranking" or t["id"] in keep]
+    doc["default_inference"] = "T3-P1I0-a"
+    out = tmp_path / "templates.yaml"
+    out.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return str(out)
+
+
+def _publish_tiny(cfg, tiny_model_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from instructrec_batch.model import registry
+    from instructrec_batch.model.base import load_causal_lm
+
+    model = get_peft_model(load_causal_lm(tiny_model_dir), LoraConfig(r=2, target_modules=["q_proj"]))
+    model.save_pretrained(str(tmp_path / "adapter"))
+    return registry.publish(cfg.model, tmp_path / "adapter", tiny_model_dir, {"note": "test"})
+
+
+def _cfg(tmp_path, tiny_model_dir, extra=()):
+    return load_config(
+        overrides=[
+            f"lake.root={tmp_path / 'lake'}",
+            "lake.backend=delta-rs",
+            f"model.registry_dir={tmp_path / 'models'}",
+            "model.base.kind=hf_dir",
+            f"model.base.path={tiny_model_dir}",
+            f"evaluation.report_dir={tmp_path / 'reports'}",
+            "evaluation.n_negatives=5",
+            "evaluation.llm_users=4",
+            "evaluation.template_users=3",
+            "evaluation.sasrec_epochs=2",
+            "evaluation.sasrec_dim=16",
+            "evaluation.sasrec_max_len=8",
+            "retrieval.n_candidates=6",
+            "scoring.dtype=fp32",
+            "instructions.max_prompt_tokens=400",
+            *extra,
+        ]
+    )
+
+
+def test_every_system_table_report_and_template_feedback(spark, tmp_path, tiny_model_dir):
+    cfg = _cfg(tmp_path, tiny_model_dir, [f"instructions.templates_path={_small_library(tmp_path)}"])
+    lake = Lake(cfg.lake, spark)
+    _write_lake(lake)
+    version = _publish_tiny(cfg, tiny_model_dir, tmp_path)
+
+    result = run_evaluate(spark, lake, cfg)
+
+    table = result.table
+    stored = lake.read_arrow("eval_runs").to_pandas()
+    assert len(stored) == len(table) and set(stored["run_id"]) == {result.run_id}
+    got = set(zip(table["protocol"], table["system"]))
+    for protocol in ("sampled/llm_sample", "retrieval/llm_sample"):
+        for system in ("popularity", "sasrec", "base_zero_shot", "tuned_verbalizer", "tuned_likelihood"):
+            assert (protocol, system) in got
+    assert ("retrieval/all", "retrieval") in got and ("sampled/all", "sasrec") in got
+    assert ("sampled/all", "base_zero_shot") not in got  # LLM rows only on the sample
+    assert set(table.loc[table.protocol == "sampled/llm_sample", "n_users"]) == {4}
+    metrics = set(table.loc[table.protocol == "retrieval/all", "metric"])
+    assert {"Recall@10", "Recall@20", "NDCG@10", "NDCG@20"} <= metrics
+    assert table["value"].between(0, 1).all()
+    assert set(table.loc[table.system == "tuned_verbalizer", "model_version"]) == {f"{cfg.model.name}:{version.version}"}
+    assert json.loads(table["input_versions"].iloc[0])["interactions"] == 0
+    assert (table["config_hash"] == cfg.hash()).all()
+
+    # Template feedback: the two rendering templates were scored, the fallback-only one skipped.
+    feedback = table[table.protocol == "template_feedback/validation"]
+    assert set(feedback.system) == {"verbalizer[T3-P1I0-a]", "verbalizer[T3-P1I0-b]"}
+    from instructrec_batch.model.registry import resolve
+
+    card = resolve(cfg.model).card
+    assert card["best_template_id"] == result.best_template_id in {"T3-P1I0-a", "T3-P1I0-b"}
+
+    report = result.report_path.read_text()
+    assert "## Winners" in report and "sampled protocol, llm_sample" in report
+    pngs = sorted(p.name for p in result.report_path.parent.glob("*.png"))
+    assert pngs == ["retrieval_all.png", "retrieval_llm_sample.png", "sampled_all.png", "sampled_llm_sample.png"]
+
+
+def test_seeded_rerun_gives_identical_numbers(spark, tmp_path, tiny_model_dir):
+    cfg = _cfg(tmp_path, tiny_model_dir, ["evaluation.systems=[popularity, retrieval, sasrec]"])
+    lake = Lake(cfg.lake, spark)
+    _write_lake(lake)
+    first = run_evaluate(spark, lake, cfg)
+    second = run_evaluate(spark, lake, cfg)
+    cols = ["protocol", "system", "metric", "value", "n_users"]
+    assert first.run_id != second.run_id
+    assert first.table[cols].equals(second.table[cols])
+    assert len(lake.read_arrow("eval_runs")) == 2 * len(first.table)  # appended, nothing replaced
