@@ -43,21 +43,23 @@ def fit_history(
 
     `build(titles)` renders the whole prompt for a history (oldest first). Only the oldest history
     goes; candidates and instruction are never cut, so a prompt over budget with no history left is
-    returned as is (its token count says so). Per-line counts estimate how many to drop in one step;
-    the exact count of the rendered prompt decides.
+    returned as is (its token count says so). Most prompts fit at once; the rest take a binary search
+    on how many of the oldest items to drop, every step an exact count of the rendered prompt (token
+    counts of separately tokenized lines do not add up exactly).
     """
-    prompt = build(history)
-    n = count_tokens(tokenizer, prompt)
+    def drop(k: int) -> tuple[str, int]:
+        text = build(history[k:])
+        return text, count_tokens(tokenizer, text)
+
+    prompt, n = drop(0)
     if n <= budget or not history:
         return prompt, n, len(history)
-    line_tokens = [len(ids) + 1 for ids in tokenizer(list(history), add_special_tokens=False)["input_ids"]]
-    drop, saved = 0, 0
-    while drop < len(history) and saved < n - budget:
-        saved += line_tokens[drop]
-        drop += 1
-    while True:
-        prompt = build(history[drop:])
-        n = count_tokens(tokenizer, prompt)
-        if n <= budget or drop >= len(history):
-            return prompt, n, len(history) - drop
-        drop += 1
+    lo, hi = 1, len(history)  # the fewest dropped that fit lies in [lo, hi]; dropping all is accepted
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if drop(mid)[1] <= budget:
+            hi = mid
+        else:
+            lo = mid + 1
+    prompt, n = drop(hi)
+    return prompt, n, len(history) - hi
