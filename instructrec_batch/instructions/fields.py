@@ -26,9 +26,13 @@ def field(text: str | None, max_chars: int) -> str:
     return f"{OPEN}{clean_value(text, max_chars) or ''}{CLOSE}"
 
 
-def history_block(titles: list[str], max_chars: int) -> str:
+def history_lines(titles: list[str], max_chars: int) -> list[str]:
     """One line per item, oldest first (the paper's implicit preference, most recent last)."""
-    return "\n".join(f"- {field(t, max_chars)}" for t in titles)
+    return [f"- {field(t, max_chars)}" for t in titles]
+
+
+def history_block(titles: list[str], max_chars: int) -> str:
+    return "\n".join(history_lines(titles, max_chars))
 
 
 def candidate_block(letters: list[str], titles: list[str], max_chars: int) -> str:

@@ -12,7 +12,7 @@ from ..config import InstructionsConfig
 from ..lake.schemas import PROMPTS, spark_schema
 from . import fields
 from .preference import explicit_preferences, recent_intents, recent_titles, titled
-from .render import LETTERS, fit_history, model_input, tokenizer_for
+from .render import LETTERS, ModelInput, fit_history, tokenizer_for
 from .templates import Template, TemplateError, TemplateLibrary, load_template_library
 
 OUTPUT_COLUMNS = [f.name for f in PROMPTS.schema if f.name != "run_date"]
@@ -52,8 +52,12 @@ def _as_list(value) -> list:
     return [] if value is None else list(value)
 
 
-def render_user(row, library: TemplateLibrary, chosen: Template, tokenizer, cfg: InstructionsConfig, budget: int) -> dict:
+def render_user(
+    row, library: TemplateLibrary, chosen: Template, tokenizer, cfg: InstructionsConfig, budget: int,
+    wrap: ModelInput | None = None,
+) -> dict:
     """One prompts row for one user (a pandas row of the assembled per-user frame)."""
+    wrap = wrap or ModelInput(tokenizer, library.preamble)
     ids, titles = _as_list(row.cand_ids), _as_list(row.cand_titles)
     history = _as_list(row.history_titles)
     clean_titles = [fields.clean_value(t, cfg.max_title_chars) or "" for t in titles]
@@ -79,10 +83,9 @@ def render_user(row, library: TemplateLibrary, chosen: Template, tokenizer, cfg:
     )
 
     def build(kept: list[str]) -> str:
-        body = tpl.render(history=fields.history_block(kept, cfg.max_title_chars), **values)
-        return model_input(tokenizer, library.preamble, body)
+        return wrap(tpl.render(history="\n".join(kept), **values))
 
-    prompt, n_tokens, n_kept = fit_history(build, history, tokenizer, budget)
+    prompt, n_tokens, n_kept = fit_history(build, fields.history_lines(history, cfg.max_title_chars), tokenizer, budget)
     return dict(
         user_id=row.user_id, template_id=tpl.id, prompt=prompt,
         candidate_item_ids=[ids[i] for i in order], candidate_letters=letters,
@@ -134,8 +137,9 @@ def build_prompts(
 
     def render_batches(batches):
         tokenizer = tokenizer_for(tokenizer_dir)
+        wrap = ModelInput(tokenizer, library.preamble)
         for batch in batches:
-            rows = [render_user(r, library, chosen, tokenizer, cfg, budget) for r in batch.itertuples(index=False)]
+            rows = [render_user(r, library, chosen, tokenizer, cfg, budget, wrap) for r in batch.itertuples(index=False)]
             yield typed_frame(rows, OUTPUT_COLUMNS)
 
     schema = spark_schema(PROMPTS)

@@ -20,6 +20,23 @@ def tokenizer_for(tokenizer_dir: str):
     return tok
 
 
+class ModelInput:
+    """`model_input` for one tokenizer and preamble, with the chat template rendered once.
+
+    The template is applied to a sentinel body and split around it, so that each prompt is a string
+    concatenation instead of a Jinja render (prompts are rendered several times under a budget).
+    """
+
+    _SENTINEL = "\x00BODY\x00"
+
+    def __init__(self, tokenizer, preamble: str):
+        wrapped = model_input(tokenizer, preamble, self._SENTINEL)
+        self.prefix, self.suffix = wrapped.split(self._SENTINEL)
+
+    def __call__(self, instruction: str) -> str:
+        return self.prefix + instruction + self.suffix
+
+
 def model_input(tokenizer, preamble: str, instruction: str) -> str:
     """The exact string the model reads: its next token is the answer.
 
@@ -37,29 +54,28 @@ def count_tokens(tokenizer, text: str) -> int:
 
 
 def fit_history(
-    build: Callable[[list[str]], str], history: list[str], tokenizer, budget: int
+    build: Callable[[list[str]], str], lines: list[str], tokenizer, budget: int
 ) -> tuple[str, int, int]:
-    """(prompt, n_tokens, n_history_kept): the most recent history that fits `budget` tokens.
+    """(prompt, n_tokens, n_history_kept): the most recent history lines that fit `budget` tokens.
 
-    `build(titles)` renders the whole prompt for a history (oldest first). Only the oldest history
-    goes; candidates and instruction are never cut, so a prompt over budget with no history left is
-    returned as is (its token count says so). Most prompts fit at once; the rest take a binary search
-    on how many of the oldest items to drop, every step an exact count of the rendered prompt (token
-    counts of separately tokenized lines do not add up exactly).
+    `build(lines)` renders the whole prompt from rendered history lines (oldest first). Only the
+    oldest lines go; candidates and instruction are never cut, so a prompt over budget with no history
+    left is returned as is (its token count says so). Most prompts fit at once. Otherwise the lines'
+    own token counts (one batch call) say how many to drop, and exact counts of the rendered prompt
+    confirm it, dropping one more while still over (line counts are not exactly additive).
     """
-    def drop(k: int) -> tuple[str, int]:
-        text = build(history[k:])
-        return text, count_tokens(tokenizer, text)
-
-    prompt, n = drop(0)
-    if n <= budget or not history:
-        return prompt, n, len(history)
-    lo, hi = 1, len(history)  # the fewest dropped that fit lies in [lo, hi]; dropping all is accepted
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if drop(mid)[1] <= budget:
-            hi = mid
-        else:
-            lo = mid + 1
-    prompt, n = drop(hi)
-    return prompt, n, len(history) - hi
+    prompt = build(lines)
+    n = count_tokens(tokenizer, prompt)
+    if n <= budget or not lines:
+        return prompt, n, len(lines)
+    per_line = [len(ids) for ids in tokenizer([line + "\n" for line in lines], add_special_tokens=False)["input_ids"]]
+    drop, excess = 0, n - budget
+    while drop < len(lines) and excess > 0:
+        excess -= per_line[drop]
+        drop += 1
+    while True:
+        prompt = build(lines[drop:])
+        n = count_tokens(tokenizer, prompt)
+        if n <= budget or drop >= len(lines):
+            return prompt, n, len(lines) - drop
+        drop += 1

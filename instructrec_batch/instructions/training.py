@@ -17,7 +17,7 @@ from ..config import InstructionsConfig, TuneConfig
 from . import fields
 from .intention import specific_intention, vague_intention
 from .preference import explicit_preferences, recent_intents, recent_titles, titled
-from .render import LETTERS, count_tokens, fit_history, model_input, tokenizer_for
+from .render import LETTERS, ModelInput, count_tokens, fit_history, tokenizer_for
 from .templates import TemplateLibrary, load_template_library
 
 COLUMNS = [
@@ -69,8 +69,8 @@ def _pick_combo(rng: random.Random, has_history: bool, has_prefs: bool, vague: s
     return rng.choice(prefs), intention
 
 
-def example_for(row, library: TemplateLibrary, tokenizer, catalogue: list[str], titles: dict[str, str],
-                cfg: InstructionsConfig, tune: TuneConfig, seed: int) -> dict:
+def example_for(row, library: TemplateLibrary, tokenizer, wrap: ModelInput, catalogue: list[str],
+                titles: dict[str, str], cfg: InstructionsConfig, tune: TuneConfig, seed: int) -> dict:
     rng = random.Random(f"{seed}:{row.user_id}")
     target = row.target_item_id
     history = _as_list(row.history_titles)
@@ -114,12 +114,11 @@ def example_for(row, library: TemplateLibrary, tokenizer, catalogue: list[str], 
     )
 
     def build(kept: list[str]) -> str:
-        body = tpl.render(history=fields.history_block(kept, cfg.max_title_chars), **values)
-        return model_input(tokenizer, library.preamble, body)
+        return wrap(tpl.render(history="\n".join(kept), **values))
 
     answer_room = max(ANSWER_TOKENS, count_tokens(tokenizer, answer) + 2)
     budget = min(cfg.max_prompt_tokens, tune.max_tokens - answer_room)
-    prompt, _, _ = fit_history(build, history, tokenizer, budget)
+    prompt, _, _ = fit_history(build, fields.history_lines(history, cfg.max_title_chars), tokenizer, budget)
     return dict(
         user_id=row.user_id, task_form=form, template_id=tpl.id, prompt=prompt, answer=answer,
         target_item_id=target, candidate_item_ids=ids, candidate_letters=letters,
@@ -172,9 +171,10 @@ def build_training_examples(
 
     def render_batches(batches):
         tokenizer = tokenizer_for(tokenizer_dir)
+        wrap = ModelInput(tokenizer, library.preamble)
         for batch in batches:
             rows = [
-                example_for(r, library, tokenizer, catalogue, titles, cfg, tune, seed)
+                example_for(r, library, tokenizer, wrap, catalogue, titles, cfg, tune, seed)
                 for r in batch.itertuples(index=False)
             ]
             yield pd.DataFrame(rows, columns=COLUMNS)
