@@ -3,6 +3,8 @@
 Every value is cleaned with `text.clean_text` (no control characters or newlines, so it cannot start
 a new prompt line such as a fake candidate "U. ..."; length-capped) and then loses every '<' and '>',
 so it can neither close its own << >> field nor spell a chat-template special token like <|im_end|>.
+Edge pipes go too: a value of exactly "|im_end|" would otherwise meet the delimiters' inner '<' and '>'
+and spell "<|im_end|>" (found by tests/reliability/test_properties.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ def clean_value(text: str | None, max_chars: int) -> str | None:
     cleaned = clean_text(text, max_chars)
     if cleaned is None:
         return None
-    cleaned = " ".join(cleaned.translate(_STRIP).split())
+    cleaned = " ".join(cleaned.translate(_STRIP).split()).strip(" |")
     return cleaned or None
 
 

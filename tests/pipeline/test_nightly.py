@@ -10,34 +10,9 @@ import pytest
 from instructrec_batch.errors import GateError, StageOrderError
 from instructrec_batch.pipeline.nightly import run_nightly, run_score, run_spark_stages
 from instructrec_batch.pipeline.runs import latest_runs
+from tests.invariants import assert_invariants, recs
 
 D1, D2 = "2026-11-20", "2026-11-21"
-
-
-def recs(lake, run_date):
-    table = lake.read_arrow("recommendations", {"run_date": run_date})
-    return sorted((r["user_id"], r["rank"], r["item_id"], round(r["score"], 5)) for r in table.to_pylist())
-
-
-def assert_invariants(lake, run_date, k):
-    """Every recommended item is one of the user's candidates and not in their history; ranks 1..K."""
-    rows = lake.read_arrow("recommendations", {"run_date": run_date}).to_pylist()
-    prompts = {r["user_id"]: r for r in lake.read_arrow("prompts", {"run_date": run_date}).to_pylist()}
-    seen: dict[str, set] = {}
-    for r in lake.read_arrow("interactions", columns=["user_id", "item_id"]).to_pylist():
-        seen.setdefault(r["user_id"], set()).add(r["item_id"])
-    by_user: dict[str, list] = {}
-    for r in rows:
-        by_user.setdefault(r["user_id"], []).append(r)
-    assert set(by_user) == set(prompts), "every user with a prompt row gets recommendations"
-    for user, user_rows in by_user.items():
-        ranks = sorted(r["rank"] for r in user_rows)
-        n = min(k, len(prompts[user]["candidate_item_ids"]))
-        assert ranks == list(range(1, n + 1))
-        items = [r["item_id"] for r in user_rows]
-        assert len(set(items)) == len(items)
-        assert set(items) <= set(prompts[user]["candidate_item_ids"])
-        assert not set(items) & seen.get(user, set())
 
 
 def test_rerun_is_identical_and_dates_are_kept(small_lake, spark, ray_local):
