@@ -36,6 +36,7 @@ def letter_scores(model, tokenizer, prompts: Sequence[str], letters: Sequence[Se
     encoded = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
     order = np.argsort([len(ids) for ids in encoded], kind="stable")  # similar lengths share a batch
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    letter_ids: dict[tuple[str, ...], list[int]] = {}
     was_training = model.training
     model.eval()
     try:
@@ -56,7 +57,10 @@ def letter_scores(model, tokenizer, prompts: Sequence[str], letters: Sequence[Se
                             position_ids=positions.to(device), logits_to_keep=1, use_cache=False)
             logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1).cpu()
             for i, row in enumerate(rows):
-                token_ids = letter_token_ids(tokenizer, letters[row])
+                key = tuple(letters[row])
+                if key not in letter_ids:  # rows usually share one letter set: tokenise it once
+                    letter_ids[key] = letter_token_ids(tokenizer, key)
+                token_ids = letter_ids[key]
                 scores[row, : len(token_ids)] = logprobs[i, token_ids].numpy()
     finally:
         model.train(was_training)
