@@ -28,15 +28,15 @@ def _write_lake(lake: Lake, n_users: int = 10) -> None:
 
 
 def _small_library(tmp_path) -> str:
-    """The shipped library with only three reranking templates: two that render without reviews and
-    intents, and a P2 one that falls back to P1 for every user here (so it must be skipped)."""
+    """The shipped library with two reranking templates: one that renders without reviews and intents,
+    and a P2 one that falls back to P1 for every user here (so it must be skipped, not credited)."""
     from instructrec_batch.instructions import templates as tmod
 
     path = tmod.__file__.replace("templates.py", "templates.yaml")
     doc = yaml.safe_load(open(path))
-    keep = {"T3-P1I0-a", "T3-P1I0-b", "T3-P2I0-a"}
+    keep = {"T3-P1I0-b", "T3-P2I0-a"}
     doc["templates"] = [t for t in doc["templates"] if t["task_form"] != "reranking" or t["id"] in keep]
-    doc["default_inference"] = "T3-P1I0-a"
+    doc["default_inference"] = "T3-P1I0-b"
     out = tmp_path / "templates.yaml"
     out.write_text(yaml.safe_dump(doc, sort_keys=False))
     return str(out)
@@ -77,7 +77,13 @@ def _cfg(tmp_path, tiny_model_dir, extra=()):
 
 
 def test_every_system_table_report_and_template_feedback(spark, tmp_path, tiny_model_dir):
-    cfg = _cfg(tmp_path, tiny_model_dir, [f"instructions.templates_path={_small_library(tmp_path)}"])
+    # The LLM path is the same loop for both protocols; the sampled one keeps this test's Spark work
+    # small, and the retrieval protocol is covered end to end by the rerun test below.
+    cfg = _cfg(
+        tmp_path,
+        tiny_model_dir,
+        [f"instructions.templates_path={_small_library(tmp_path)}", "evaluation.protocols=[sampled]"],
+    )
     lake = Lake(cfg.lake, spark)
     _write_lake(lake)
     version = _publish_tiny(cfg, tiny_model_dir, tmp_path)
@@ -88,31 +94,30 @@ def test_every_system_table_report_and_template_feedback(spark, tmp_path, tiny_m
     stored = lake.read_arrow("eval_runs").to_pandas()
     assert len(stored) == len(table) and set(stored["run_id"]) == {result.run_id}
     got = set(zip(table["protocol"], table["system"]))
-    for protocol in ("sampled/llm_sample", "retrieval/llm_sample"):
-        for system in ("popularity", "sasrec", "base_zero_shot", "tuned_verbalizer", "tuned_likelihood"):
-            assert (protocol, system) in got
-    assert ("retrieval/all", "retrieval") in got and ("sampled/all", "sasrec") in got
+    for system in ("popularity", "sasrec", "base_zero_shot", "tuned_verbalizer", "tuned_likelihood"):
+        assert ("sampled/llm_sample", system) in got
+    assert ("sampled/all", "sasrec") in got
     assert ("sampled/all", "base_zero_shot") not in got  # LLM rows only on the sample
     assert set(table.loc[table.protocol == "sampled/llm_sample", "n_users"]) == {4}
-    metrics = set(table.loc[table.protocol == "retrieval/all", "metric"])
-    assert {"Recall@10", "Recall@20", "NDCG@10", "NDCG@20"} <= metrics
+    assert set(table.loc[table.protocol == "sampled/all", "metric"]) == {"HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR"}
     assert table["value"].between(0, 1).all()
     assert set(table.loc[table.system == "tuned_verbalizer", "model_version"]) == {f"{cfg.model.name}:{version.version}"}
     assert json.loads(table["input_versions"].iloc[0])["interactions"] == 0
     assert (table["config_hash"] == cfg.hash()).all()
 
-    # Template feedback: the two rendering templates were scored, the fallback-only one skipped.
+    # Template feedback: the rendering template was scored, the fallback-only one skipped.
     feedback = table[table.protocol == "template_feedback/validation"]
-    assert set(feedback.system) == {"verbalizer[T3-P1I0-a]", "verbalizer[T3-P1I0-b]"}
+    assert set(feedback.system) == {"verbalizer[T3-P1I0-b]"}
     from instructrec_batch.model.registry import resolve
 
     card = resolve(cfg.model).card
-    assert card["best_template_id"] == result.best_template_id in {"T3-P1I0-a", "T3-P1I0-b"}
+    assert card["best_template_id"] == result.best_template_id == "T3-P1I0-b"
+    assert set(card["template_feedback"]) == {"verbalizer[T3-P1I0-b]"}
 
     report = result.report_path.read_text()
     assert "## Winners" in report and "sampled protocol, llm_sample" in report
     pngs = sorted(p.name for p in result.report_path.parent.glob("*.png"))
-    assert pngs == ["retrieval_all.png", "retrieval_llm_sample.png", "sampled_all.png", "sampled_llm_sample.png"]
+    assert pngs == ["sampled_all.png", "sampled_llm_sample.png"]
 
 
 def test_seeded_rerun_gives_identical_numbers(spark, tmp_path, tiny_model_dir):
@@ -125,3 +130,16 @@ def test_seeded_rerun_gives_identical_numbers(spark, tmp_path, tiny_model_dir):
     assert first.run_id != second.run_id
     assert first.table[cols].equals(second.table[cols])
     assert len(lake.read_arrow("eval_runs")) == 2 * len(first.table)  # appended, nothing replaced
+    got = set(zip(first.table["protocol"], first.table["system"]))
+    assert {("retrieval/all", "retrieval"), ("retrieval/llm_sample", "sasrec"), ("sampled/all", "popularity")} <= got
+    metrics = set(first.table.loc[first.table.protocol == "retrieval/all", "metric"])
+    assert {"Recall@10", "Recall@20", "NDCG@10", "NDCG@20"} <= metrics
+    pngs = sorted(p.name for p in first.report_path.parent.glob("*.png"))
+    assert pngs == ["retrieval_all.png", "retrieval_llm_sample.png", "sampled_all.png", "sampled_llm_sample.png"]
+
+
+def test_pick_template_takes_the_best_and_breaks_ties_by_id():
+    from instructrec_batch.evaluation.runner import pick_template
+
+    assert pick_template({"T3-b": 0.2, "T3-a": 0.1}) == "T3-b"
+    assert pick_template({"T3-b": 0.2, "T3-a": 0.2}) == "T3-a"
