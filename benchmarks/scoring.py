@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from transformers import AutoTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from instructrec_batch.config import load_config  # noqa: E402
-from instructrec_batch.model.base import base_model_dir, load_tokenizer  # noqa: E402
+# Only torch/transformers/pandas at the top: the scorer part also runs on hosts without the project's
+# other dependencies (a bare GPU box); config, Ray and Delta are imported where they are needed.
 from instructrec_batch.scoring.frame import DEFAULT_MAX_TITLE_TOKENS, score_frame  # noqa: E402
 from instructrec_batch.scoring.rows import RowPreparer  # noqa: E402
 
@@ -138,6 +139,7 @@ def time_scorer(model, tokenizer, frame, scorer, batch_tokens) -> float:
 
 # ── the whole job ────────────────────────────────────────────────────────────────────────────────
 def pipeline_users_per_s(frame: pd.DataFrame, model_dir: Path, threads: int, batch_tokens: int) -> dict:
+    from instructrec_batch.config import load_config
     from instructrec_batch.lake import Lake
     from instructrec_batch.scoring import ray_session, score_run
 
@@ -171,9 +173,15 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    cfg = load_config()
-    model_dir = Path(args.model_dir) if args.model_dir else base_model_dir(cfg.model)
-    tokenizer = load_tokenizer(model_dir)
+    if args.model_dir:
+        model_dir = Path(args.model_dir)
+    else:
+        from instructrec_batch.config import load_config
+        from instructrec_batch.model.base import base_model_dir
+
+        model_dir = base_model_dir(load_config().model)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
     titles, sequences = load_games(Path(args.data_dir))
     frame = build_prompts(tokenizer, titles, sequences, max(args.users, args.pipeline_users), args.seed)
     users = frame.head(args.users)
@@ -222,7 +230,7 @@ def main() -> None:
             print(f"  {scorer}: bf16 / fp32 = {ups[('bf16', scorer)] / ups[('fp32', scorer)]:.2f}x")
     if args.pipeline_users and args.device == "cpu":
         summary = pipeline_users_per_s(frame.head(args.pipeline_users), model_dir, args.threads, args.batch_tokens)
-        print(f"\nscore_run (Ray Data, 1 actor x {args.threads} CPUs, {cfg.scoring.scorer}, dtype {cfg.scoring.dtype}): "
+        print(f"\nscore_run (Ray Data, 1 actor x {args.threads} CPUs, default scorer and dtype): "
               f"{summary['users']} users in {summary['seconds']:.1f} s = {summary['users_per_s']:.2f} users/s, "
               f"{summary['prompt_tokens_per_s']:.0f} prompt tokens/s (includes Ray start-up of the actor and model load)")
 

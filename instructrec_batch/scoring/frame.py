@@ -46,9 +46,10 @@ def score_records(
     """Scores for every record, or the reason it could not be scored."""
     results = [RowResult(record) for record in records]
     to_score: list[RowResult] = []
-    for result in results:
+    prompt_ids = preparer.tokenize_prompts(list(records))
+    for result, ids in zip(results, prompt_ids):
         try:
-            result.row = preparer(result.record)
+            result.row = preparer(result.record, ids)
         except MalformedRow as exc:
             result.error = str(exc)
             continue
