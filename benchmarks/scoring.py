@@ -141,7 +141,8 @@ def time_scorer(model, tokenizer, frame, scorer, batch_tokens) -> float:
 def pipeline_users_per_s(frame: pd.DataFrame, model_dir: Path, threads: int, batch_tokens: int) -> dict:
     from instructrec_batch.config import load_config
     from instructrec_batch.lake import Lake
-    from instructrec_batch.scoring import ray_session, score_run
+    from instructrec_batch.scoring.pipeline import score_run
+    from instructrec_batch.scoring.ray_session import ray_session
 
     import pyarrow as pa
 

@@ -75,6 +75,9 @@ def score_run(
             "max_input_tokens": sc.max_input_tokens,
             "max_title_tokens": sc.max_title_tokens,
             "num_threads": max(1, int(sc.num_cpus_per_actor)),
+            # Decided by what the actor reserved, not by what it can see: a CPU actor on a GPU node may
+            # still see every GPU (RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=0 leaves CUDA_VISIBLE_DEVICES alone).
+            "device": "cuda" if sc.num_gpus_per_actor > 0 else "cpu",
         },
         batch_size=sc.block_rows,
         batch_format="pyarrow",
