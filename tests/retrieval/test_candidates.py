@@ -37,13 +37,25 @@ def collect(frame):
     return sorted(tuple(r) for r in frame.collect())
 
 
-@pytest.mark.parametrize("method", ["cooccurrence", "als"])
-def test_candidates_exclude_seen_and_fill_n(spark, small, method):
+# Spark plans are slow to run on a busy laptop: the co-occurrence result is built once per module.
+COOC = RetrievalConfig(n_candidates=4)
+
+
+@pytest.fixture(scope="module")
+def cooc_rows(small):
     interactions, users = small
-    cfg = RetrievalConfig(method=method, n_candidates=4, als_rank=4, als_max_iter=3)
-    cands = build_candidates(interactions, users, cfg)
-    assert cands.columns == ["user_id", "item_id", "retrieval_rank", "retrieval_score", "source"]
-    rows = cands.collect()
+    return build_candidates(interactions, users, COOC).collect()
+
+
+@pytest.mark.parametrize("method", ["cooccurrence", "als"])
+def test_candidates_exclude_seen_and_fill_n(spark, small, cooc_rows, method):
+    interactions, users = small
+    if method == "als":
+        cands = build_candidates(interactions, users, RetrievalConfig(method="als", n_candidates=4, als_rank=4, als_max_iter=3))
+        assert cands.columns == ["user_id", "item_id", "retrieval_rank", "retrieval_score", "source"]
+        rows = cands.collect()
+    else:
+        rows = cooc_rows
     by_user: dict[str, list] = {}
     for r in rows:
         by_user.setdefault(r.user_id, []).append(r)
@@ -57,22 +69,18 @@ def test_candidates_exclude_seen_and_fill_n(spark, small, method):
     assert [r.item_id for r in sorted(by_user["new_user"], key=lambda r: r.retrieval_rank)][:3] == ["i1", "i2", "i9"]
 
 
-def test_cooccurrence_ranks_followers_first(spark, small):
-    interactions, users = small
-    cands = build_candidates(interactions, users, RetrievalConfig(n_candidates=3))
-    u4 = {r.retrieval_rank: r for r in cands.where("user_id = 'u4'").collect()}
+def test_cooccurrence_ranks_followers_first(cooc_rows):
+    u4 = {r.retrieval_rank: r for r in cooc_rows if r.user_id == "u4"}
     # u4 ends with i1 -> i2; in others' sequences i2 is followed by i3 (then i4): they come first.
     assert u4[1].item_id == "i3" and u4[1].source == "cooccurrence"
     assert u4[2].item_id == "i4"
     assert u4[1].retrieval_score >= u4[2].retrieval_score
 
 
-def test_deterministic(spark, small):
+def test_deterministic(small, cooc_rows):
     interactions, users = small
-    cfg = RetrievalConfig(n_candidates=5)
-    first = collect(build_candidates(interactions, users, cfg))
-    again = collect(build_candidates(interactions.repartition(3), users.repartition(2), cfg))
-    assert first == again
+    again = collect(build_candidates(interactions.repartition(3), users.repartition(2), COOC))
+    assert sorted(tuple(r) for r in cooc_rows) == again
 
 
 def test_leave_one_out_split(spark, small):
