@@ -116,7 +116,8 @@ class ValidatedInputs:
 def _blank(col):
     from pyspark.sql import functions as F
 
-    return F.col(col).isNull() | (F.trim(F.col(col)) == "")
+    # Whitespace of any kind (tabs, NBSP) and invisible characters alone clean to nothing: blank too.
+    return F.col(col).isNull() | (F.regexp_replace(F.col(col), r"(?U)[\s\p{C}]", "") == "")
 
 
 def _split(frame: "DataFrame", table: str, columns: list[str], rules: list) -> tuple["DataFrame", "DataFrame"]:
