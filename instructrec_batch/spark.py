@@ -36,3 +36,26 @@ def get_spark(cfg: SparkConfig):
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def stop_spark(spark) -> None:
+    """Stop the session and its JVM. `spark.stop()` alone leaves the driver JVM running (several GB
+    held until Python exits), which is exactly the memory Ray or training need next."""
+    from pyspark import SparkContext
+
+    spark.stop()
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    try:
+        gateway.shutdown()
+    finally:
+        proc = getattr(gateway, "proc", None)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except Exception:
+                proc.kill()
+        SparkContext._gateway = None
+        SparkContext._jvm = None

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def ingest_job(cfg: Config, run_date: str | None = None) -> dict:
     from ..ingest import run_ingest
-    from ..spark import get_spark
+    from ..spark import get_spark, stop_spark
 
     run_date = run_date or date.today().isoformat()
     spark = get_spark(cfg.spark)
@@ -35,7 +35,7 @@ def ingest_job(cfg: Config, run_date: str | None = None) -> dict:
                   else f"  {'users':<13} {count:>9,}")
         return result
     finally:
-        spark.stop()
+        stop_spark(spark)
 
 
 def build_tuning_examples(spark, lake: Lake, cfg: Config):
@@ -77,7 +77,7 @@ def build_tuning_examples(spark, lake: Lake, cfg: Config):
 def tune_job(cfg: Config):
     from ..instructions import load_template_library
     from ..model.tuning import run_tune
-    from ..spark import get_spark
+    from ..spark import get_spark, stop_spark
 
     spark = get_spark(cfg.spark)
     try:
@@ -85,7 +85,7 @@ def tune_job(cfg: Config):
         versions = lake.versions(("items", "interactions", "intents"))
         train, val = build_tuning_examples(spark, lake, cfg)
     finally:
-        spark.stop()  # free the JVM's memory before training
+        stop_spark(spark)  # free the JVM and its memory before training
     event(log, "tune: examples built", train=len(train), validation=len(val))
     library = load_template_library(cfg.instructions.templates_path)
     version = run_tune(train, val, cfg, data_versions=versions, template_version=library.version)
@@ -95,12 +95,12 @@ def tune_job(cfg: Config):
 
 def evaluate_job(cfg: Config):
     from ..evaluation import run_evaluate
-    from ..spark import get_spark
+    from ..spark import get_spark, stop_spark
 
     spark = get_spark(cfg.spark)
     try:
         result = run_evaluate(spark, Lake(cfg.lake, spark), cfg)
     finally:
-        spark.stop()
+        stop_spark(spark)
     print(f"report: {result.report_path}")
     return result

@@ -52,7 +52,7 @@ def run_stage(stage: str, lake: Lake, cfg: Config, run_date: str, resume: bool =
 
 def run_spark_stages(cfg: Config, run_date: str, stages: tuple[str, ...], resume: bool = False, spark=None) -> None:
     """Run Spark stages in order; a session passed in is the caller's to stop, one made here is stopped here."""
-    from ..spark import get_spark
+    from ..spark import get_spark, stop_spark
 
     own = spark is None
     spark = spark or get_spark(cfg.spark)
@@ -62,7 +62,7 @@ def run_spark_stages(cfg: Config, run_date: str, stages: tuple[str, ...], resume
             run_stage(stage, lake, cfg, run_date, resume, spark)
     finally:
         if own:
-            spark.stop()
+            stop_spark(spark)
 
 
 def run_score(cfg: Config, run_date: str, resume: bool = False) -> dict | None:
