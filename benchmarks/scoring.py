@@ -149,9 +149,11 @@ def pipeline_users_per_s(frame: pd.DataFrame, model_dir: Path, threads: int, bat
     from instructrec_batch.lake.schemas import PROMPTS
 
     run_date = "2026-01-01"
+    # One logical CPU more than the actor takes: Ray Data's read/write tasks need a slot of their own,
+    # or they wait forever behind an actor that holds every CPU.
     prompts = pa.Table.from_pylist([{**r, "run_date": run_date} for r in frame.to_dict("records")], schema=PROMPTS.schema)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(overrides=[f"lake.root={tmp}/lake", f"ray.num_cpus={threads}", f"scoring.num_cpus_per_actor={threads}", f"scoring.batch_tokens={batch_tokens}"])
+        cfg = load_config(overrides=[f"lake.root={tmp}/lake", f"ray.num_cpus={threads + 1}", f"scoring.num_cpus_per_actor={threads}", f"scoring.batch_tokens={batch_tokens}"])
         lake = Lake(cfg.lake)
         lake.write_arrow(prompts, "prompts", mode="overwrite", partition={"run_date": run_date})
         with ray_session(cfg.ray):
