@@ -12,24 +12,18 @@ import logging
 
 import pyarrow as pa
 
+from ..lake.schemas import RECOMMENDATIONS
 from .frame import rank_candidates, score_records
 from .rows import RowPreparer
 
 log = logging.getLogger(__name__)
 
+# One staging stream carries both outputs: recommendation rows (the recommendations contract) and
+# quarantine rows, told apart by `kind`, plus what the run summary needs.
 STAGING_SCHEMA = pa.schema(
     [
         ("kind", pa.string()),  # rec | quarantine
-        ("run_date", pa.string()),
-        ("user_id", pa.string()),
-        ("rank", pa.int32()),
-        ("item_id", pa.string()),
-        ("score", pa.float64()),
-        ("model_name", pa.string()),
-        ("model_version", pa.string()),
-        ("template_id", pa.string()),
-        ("scorer", pa.string()),
-        ("is_fallback", pa.bool_()),
+        *RECOMMENDATIONS.schema,
         ("n_input_tokens", pa.int64()),  # the user's prompt tokens, for the run's tokens/s
         ("reason", pa.string()),
         ("row_json", pa.string()),
