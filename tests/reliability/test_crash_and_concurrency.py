@@ -82,3 +82,41 @@ def test_two_score_runs_of_one_date_at_once_never_corrupt_or_duplicate(small_lak
     assert_invariants(lake, D, cfg.scoring.top_k)
     outcomes = [r["status"] for r in latest_runs(lake, D, "score") if r["status"] != "running"]
     assert outcomes.count("succeeded") == 1 + codes.count(0) and outcomes.count("failed") == codes.count(2)
+
+
+def test_a_commit_that_loses_the_race_is_a_clear_concurrent_run_error(tmp_path, monkeypatch):
+    """The conflict branch made deterministic: another run commits the same partition between this
+    run's read of the table and its commit. Delta's optimistic concurrency rejects the later commit;
+    the adapter says so (ConcurrentRunError, which the CLI prints as one line with exit code 2)."""
+    import pyarrow as pa
+    import pytest
+    from deltalake import write_deltalake as real_write
+
+    from instructrec_batch.config import LakeConfig
+    from instructrec_batch.errors import ConcurrentRunError
+    from instructrec_batch.lake import Lake
+    from instructrec_batch.lake import adapter
+
+    lake = Lake(LakeConfig(root=str(tmp_path / "lake"), backend="delta-rs"))
+    spec = lake.spec("recommendations")
+
+    def partition(score: float) -> pa.Table:
+        rows = [{"run_date": D, "user_id": f"u{u}", "rank": r, "item_id": f"i{r}", "score": score, "is_fallback": False}
+                for u in range(3) for r in (1, 2)]
+        return pa.Table.from_pylist(rows, schema=spec.schema)
+
+    lake.write_arrow(partition(0.0), "recommendations", mode="overwrite", partition={"run_date": D})
+    read_version = lake.version("recommendations")
+
+    def racing_write(path, data, **kwargs):
+        real_write(path, partition(1.0), **kwargs)  # the other run wins the race...
+        return real_write(DeltaTable(path, version=read_version), data, **kwargs)  # ...we commit from our read
+
+    monkeypatch.setattr(adapter, "write_deltalake", racing_write)
+    with pytest.raises(ConcurrentRunError, match="another run committed to 'recommendations'"):
+        lake.write_arrow(partition(2.0), "recommendations", mode="overwrite", partition={"run_date": D})
+    monkeypatch.undo()
+
+    table = DeltaTable(lake.path("recommendations")).to_pyarrow_table()
+    assert table.num_rows == 6 and set(table["score"].to_pylist()) == {1.0}, "the winner's rows, once"
+    assert_unique_keys(table.to_pylist())
