@@ -10,7 +10,6 @@ run, and because nothing was committed, the previous partition is exactly as it 
 from __future__ import annotations
 
 import pytest
-from pyspark.sql import functions as F  # noqa: F401 - Spark must be importable for the stages
 
 from instructrec_batch.ingest import run_ingest
 from instructrec_batch.lake import Lake
