@@ -47,7 +47,9 @@ def ray_local():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # Logical CPUs above the real 2: actors that hold a slot for their lifetime (scoring, Ray Train
+        # controllers) must never starve the short tasks (writes, reads) that finish a run.
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 
