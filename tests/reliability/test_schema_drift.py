@@ -17,6 +17,7 @@ from instructrec_batch.lake.schemas import SPECS
 from instructrec_batch.pipeline.nightly import run_spark_stages
 from instructrec_batch.pipeline.runs import latest_runs
 
+from ..pipeline.conftest import small_config
 from .helpers import STACK_MARKERS, config_args, run_cli, start_cli
 
 D = "2026-11-20"
@@ -62,16 +63,7 @@ def write_inputs(lake: Lake, drift: str | None = None, empty: tuple[str, ...] = 
 
 @pytest.fixture
 def tiny_cfg(tmp_path, tiny_model_dir):
-    return load_config(
-        overrides=[
-            f"lake.root={tmp_path / 'lake'}",
-            f"model.registry_dir={tmp_path / 'models'}",
-            "model.version=base",
-            "model.base.kind=hf_dir",
-            f"model.base.path={tiny_model_dir}",
-            "spark.driver_memory=1g",
-        ]
-    )
+    return small_config(tmp_path, tiny_model_dir, extra=["spark.driver_memory=1g"])
 
 
 @pytest.mark.parametrize("table", list(DRIFT))
