@@ -13,12 +13,13 @@ from pyspark.sql import functions as F
 CATEGORY = "Video Games"
 
 
+def _read_tsv(spark: SparkSession, path: str, schema: str) -> DataFrame:
+    # quote="" turns quoting off: titles such as `Ivan "Ironman" Stewart's` contain bare quotes.
+    return spark.read.option("sep", "\t").option("header", True).option("quote", "").schema(schema).csv(path)
+
+
 def read_games(spark: SparkSession, items_path: str, sequences_path: str) -> tuple[DataFrame, DataFrame]:
-    raw_items = (
-        spark.read.option("sep", "\t").option("header", True).option("quote", "")
-        .schema("item_num string, asin string, title string")
-        .csv(items_path)
-    )
+    raw_items = _read_tsv(spark, items_path, "item_num string, asin string, title string")
     items = raw_items.select(
         F.col("asin").alias("item_id"),
         F.col("title"),
@@ -27,11 +28,7 @@ def read_games(spark: SparkSession, items_path: str, sequences_path: str) -> tup
         F.lit(None).cast("string").alias("description"),
         F.lit(None).cast("double").alias("price"),
     )
-    sequences = (
-        spark.read.option("sep", "\t").option("header", True).option("quote", "")
-        .schema("user_num string, reviewer_id string, item_nums string")
-        .csv(sequences_path)
-    )
+    sequences = _read_tsv(spark, sequences_path, "user_num string, reviewer_id string, item_nums string")
     exploded = sequences.select(
         F.col("reviewer_id").alias("user_id"),
         F.posexplode(F.split(F.trim(F.col("item_nums")), " ")).alias("position", "item_num"),

@@ -178,9 +178,7 @@ class Lake:
     def _write(self, frame: "DataFrame", key: str, mode: str, partition: dict[str, str] | None) -> int:
         spec = self.spec(key)
         frame = conform_spark_frame(frame, spec)
-        if partition:
-            self._check_partition_values(frame, partition)
-        if self.backend == "spark-delta":
+        if self.backend == "spark-delta":  # Delta itself refuses rows outside replaceWhere
             writer = frame.write.format("delta").mode(mode)
             if spec.partition_by:
                 writer = writer.partitionBy(*spec.partition_by)
@@ -192,6 +190,10 @@ class Lake:
         try:
             frame.write.mode("overwrite").parquet(str(staging))
             dataset = pads.dataset(str(staging), format="parquet", schema=spec.schema)
+            if partition:
+                # Checked on the staged files (a column scan), not on the frame: a Spark count
+                # before the write would evaluate the frame's whole lineage a second time.
+                _check_partition_values(dataset, partition)
             reader = dataset.scanner(batch_size=65536).to_reader()
             return self._commit(reader, key, mode, partition)
         finally:
@@ -218,16 +220,6 @@ class Lake:
             ) from None
         return DeltaTable(path).version()
 
-    def _check_partition_values(self, frame: "DataFrame", partition: dict[str, str]) -> None:
-        from pyspark.sql import functions as F
-
-        cond = None
-        for col, val in partition.items():
-            c = F.col(col) != F.lit(val)
-            cond = c if cond is None else (cond | c)
-        if frame.where(cond).limit(1).count():
-            raise InstructRecError(f"rows outside partition {partition} were given to replace_partition")
-
     def _staging_dir(self, key: str) -> Path:
         base = Path(self.cfg.staging_dir).expanduser() if self.cfg.staging_dir else self.root / "_staging"
         return base / f"{key}-{uuid.uuid4().hex}"
@@ -236,6 +228,15 @@ class Lake:
         if self.spark is None:
             raise InstructRecError("this lake operation needs a Spark session")
         return self.spark
+
+
+def _check_partition_values(dataset: pads.Dataset, partition: dict[str, str]) -> None:
+    outside = None
+    for col, val in partition.items():
+        cond = pads.field(col) != val
+        outside = cond if outside is None else (outside | cond)
+    if dataset.count_rows(filter=outside):
+        raise InstructRecError(f"rows outside partition {partition} were given to replace_partition")
 
 
 def _as_spec(spec: TableSpec, schema: pa.Schema) -> TableSpec:
