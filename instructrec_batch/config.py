@@ -160,8 +160,8 @@ class TuneConfig(Section):
     eval_every: int = 20
     eval_users: int = 100
     checkpoint_every: int = 20
-    # bf16 autocast is used only where the hardware has native bf16 (CUDA, or a CPU with
-    # avx512_bf16/AMX): elsewhere it is emulated and slower than fp32, so `bf16: true` means "allowed".
+    # bf16 autocast is used only where bf16 matmuls beat fp32 (CUDA, or a CPU with AMX): elsewhere,
+    # AVX512-BF16-only CPUs included, it is slower than fp32, so `bf16: true` means "allowed".
     bf16: bool = True
     num_workers: int = 1  # >1: Ray Train TorchTrainer with DDP
     use_gpu: bool = False

@@ -283,15 +283,33 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
     sample = {"llm_sample": llm_users}
     for protocol, es in sets.items():
         sub = es.subset(llm_users)
-        with _timed(timings, f"{protocol} prompts"):
-            prompts = build_eval_prompts(spark, history, items, intents, sub, tokenizer_dir, cfg, template)
+        # A user whose target retrieval missed scores zero on every metric whatever the order, so the
+        # model only runs where its ranking can matter (~13% of Games users in the retrieval protocol).
+        scorable = sub.subset(sub.user_ids[sub.target_index >= 0]) if protocol == "retrieval" else sub
+        if len(scorable) < len(sub):
+            notes.append(f"{protocol}: LLM systems scored the {len(scorable)} of {len(sub)} sampled users whose "
+                         f"target is among the candidates; the others are misses for every system")
+        prompts = None
+        if len(scorable):
+            with _timed(timings, f"{protocol} prompts"):
+                prompts = build_eval_prompts(spark, history, items, intents, scorable, tokenizer_dir, cfg, template)
         plan = [("base_zero_shot", base, cfg.scoring.scorer if cfg.scoring.scorer != "naive" else "verbalizer"),
                 ("tuned_verbalizer", tuned_model, "verbalizer"), ("tuned_likelihood", tuned_model, "likelihood")]
         for system, loaded, scorer in plan:
             if system in wanted:
                 with _timed(timings, f"{protocol} {system}"):
-                    rows += rows_on(sub, llm_scores(sub, prompts, loaded, scorer, cfg), system, sample)
+                    part = llm_scores(scorable, prompts, loaded, scorer, cfg) if prompts is not None else None
+                    scores = _scores_for(sub, scorable, part)
+                    rows += rows_on(sub, scores, system, sample)
     return template, label, rows
+
+
+def _scores_for(full: EvalSet, part: EvalSet, part_scores: np.ndarray | None) -> np.ndarray:
+    """``part``'s scores placed in ``full``'s [n, c] matrix; users outside ``part`` stay unscored (-inf)."""
+    scores = full.align(pd.DataFrame({"user_id": [], "item_id": [], "score": []}))
+    if part_scores is not None:
+        scores[np.isin(full.user_ids, part.user_ids)] = part_scores
+    return scores
 
 
 def _template_feedback(spark, cfg, interactions, items, intents, inter_pd, catalogue, tuned_model, tokenizer_dir):

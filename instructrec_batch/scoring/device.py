@@ -1,8 +1,9 @@
 """Where and in which precision the scorer runs.
 
-bf16 is only a win where the hardware multiplies bf16 natively: CUDA GPUs, and CPUs with AVX512-BF16 or
-AMX (DESIGN section 5 measured 2.7x over fp32 on such a CPU). Elsewhere bf16 is emulated and slower than
-fp32, so ``auto`` falls back to fp32.
+bf16 is only a win where the hardware multiplies bf16 in matrix units: CUDA GPUs, and CPUs with AMX
+(DESIGN section 5 measured 2.7x over fp32 on such a CPU). AVX512-BF16 alone is not enough: on a Xeon
+with it but without AMX, a 2048^2 bf16 torch.matmul ran at 172 GFLOP/s against 350 in fp32 and every
+scorer was 0.66x its fp32 speed (benchmarks/scoring.py). So ``auto`` means bf16 on CUDA or AMX, else fp32.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-_BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
+_BF16_CPU_FLAGS = {"amx_bf16"}
 
 
 @lru_cache(maxsize=1)
