@@ -108,3 +108,21 @@ def test_user_sample_is_stable_and_nested():
     assert list(a) == list(sample_users(list(reversed(users)), 10, seed=3))
     assert set(a) <= set(sample_users(users, 20, seed=3))
     assert len(sample_users(users, 500, seed=3)) == 100
+
+
+def test_scoring_only_retrieved_users_gives_the_same_metrics():
+    from instructrec_batch.evaluation.runner import _scores_for, metric_rows
+
+    split = leave_one_out_split(_interactions(), "test")
+    cands = pd.DataFrame(
+        {"user_id": ["u1", "u1", "u1", "u2", "u2", "u3", "u3"], "item_id": ["x", "d", "y", "e", "z", "x", "y"],
+         "retrieval_rank": [1, 2, 3, 2, 1, 1, 2]}
+    )
+    es = retrieval_set(split, cands, n_candidates=3)
+    assert list(es.target_index) == [1, 1, -1]  # u3's target f was not retrieved
+    every = np.array([[0.1, 0.9, 0.3], [0.2, 0.1, np.nan], [0.7, 0.4, np.nan]])
+    retrieved = es.target_index >= 0
+    part = es.subset(es.user_ids[retrieved])
+    skipped = _scores_for(es, part, every[retrieved])
+    assert list(skipped[2, :2]) == [-np.inf, -np.inf] and np.isnan(skipped[2, 2])
+    assert metric_rows(es, skipped, "s", "all") == metric_rows(es, every, "s", "all")
