@@ -13,6 +13,7 @@ import math
 import shutil
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import pyarrow as pa
@@ -60,35 +61,12 @@ def score_run(
     # The driver reads one date's prompts (a few MB per thousand users) and hands blocks to the actors;
     # blocks of block_rows rows let the actor pool spread the work and retry at block granularity.
     ds = ray.data.from_arrow(prompts).repartition(max(1, math.ceil(prompts.num_rows / sc.block_rows)))
-    scored = ds.map_batches(
-        ScoringActor,
-        fn_constructor_kwargs={
-            "model_dir": str(model_dir),
-            "run_date": run_date,
-            "model_name": model_name,
-            "model_version": model_version,
-            "scorer": sc.scorer,
-            "dtype": sc.dtype,
-            "batch_tokens": sc.batch_tokens,
-            "length_normalize": sc.length_normalize,
-            "top_k": sc.top_k,
-            "max_input_tokens": sc.max_input_tokens,
-            "max_title_tokens": sc.max_title_tokens,
-            "num_threads": max(1, int(sc.num_cpus_per_actor)),
-            # Decided by what the actor reserved, not by what it can see: a CPU actor on a GPU node may
-            # still see every GPU (RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=0 leaves CUDA_VISIBLE_DEVICES alone).
-            "device": "cuda" if sc.num_gpus_per_actor > 0 else "cpu",
-        },
-        batch_size=sc.block_rows,
-        batch_format="pyarrow",
-        concurrency=sc.concurrency,
-        num_cpus=sc.num_cpus_per_actor,
-        num_gpus=sc.num_gpus_per_actor or None,
-        # A dead actor (OOM, preempted node) is restarted and its blocks re-run; rows are deterministic
-        # so a retry produces the same output.
-        max_restarts=sc.max_retries,
-        max_task_retries=sc.max_retries,
-    )
+    with warnings.catch_warnings():
+        # Ray 2.60 has no named parameter for actor restarts, so they go through the deprecated
+        # **ray_remote_args. Ray Data's default is unbounded retries, which loops forever on a block that
+        # kills its actor every time (OOM); a bounded count is worth keeping until the Ray pin moves.
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        scored = _score_dataset(ds, sc, model_dir, run_date, model_name, model_version)
     staging = _staging_dir(cfg, lake, run_date, run_id)
     try:
         scored.write_parquet(str(staging))
@@ -116,6 +94,41 @@ def score_run(
     }
     log.info("scoring summary: %s", summary)
     return summary
+
+
+def _score_dataset(ds, sc, model_dir: str, run_date: str, model_name: str, model_version: str):
+    """The lazy Ray Data plan: blocks of prompts rows through a pool of scoring actors."""
+    import ray
+
+    return ds.map_batches(
+        ScoringActor,
+        fn_constructor_kwargs={
+            "model_dir": str(model_dir),
+            "run_date": run_date,
+            "model_name": model_name,
+            "model_version": model_version,
+            "scorer": sc.scorer,
+            "dtype": sc.dtype,
+            "batch_tokens": sc.batch_tokens,
+            "length_normalize": sc.length_normalize,
+            "top_k": sc.top_k,
+            "max_input_tokens": sc.max_input_tokens,
+            "max_title_tokens": sc.max_title_tokens,
+            "num_threads": max(1, int(sc.num_cpus_per_actor)),
+            # Decided by what the actor reserved, not by what it can see: a CPU actor on a GPU node may
+            # still see every GPU (RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=0 leaves CUDA_VISIBLE_DEVICES alone).
+            "device": "cuda" if sc.num_gpus_per_actor > 0 else "cpu",
+        },
+        batch_size=sc.block_rows,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=sc.concurrency),
+        num_cpus=sc.num_cpus_per_actor,
+        num_gpus=sc.num_gpus_per_actor or None,
+        # A dead actor (OOM, preempted node) is restarted and its blocks re-run; rows are deterministic
+        # so a retry produces the same output.
+        max_restarts=sc.max_retries,
+        max_task_retries=sc.max_retries,
+    )
 
 
 def _staging_dir(cfg: Config, lake: Lake, run_date: str, run_id: str) -> Path:
