@@ -155,7 +155,7 @@ class TuneConfig(Section):
     grad_accum: int = 1
     max_tokens: int = 512
     max_train_users: int | None = 2000
-    task_mix: dict[str, float] = {"reranking": 0.6, "pointwise": 0.15, "pairwise": 0.15, "matching": 0.1}
+    task_mix: dict[str, float] = {"matching": 0.7, "reranking": 0.1, "pointwise": 0.1, "pairwise": 0.1}
     n_negatives: int = 19
     eval_every: int = 20
     eval_users: int = 100
@@ -175,6 +175,10 @@ class TuneConfig(Section):
     max_grad_norm: float = 1.0
     append_eos: bool = True  # train the end-of-turn token after the answer so generation stops
     eval_batch_size: int = 8
+    # Which scorer ranks the validation users' 1 positive + N negatives: `verbalizer` reads the answer
+    # letter of reranking prompts, `likelihood` ranks candidate titles after matching prompts. Use the
+    # scorer that scoring will serve the model with.
+    validation_scorer: Literal["verbalizer", "likelihood"] = "likelihood"
     best_metric: str = "NDCG@10"  # validation metric (ranking_metrics key) that picks the kept adapter
     log_every: int = 5
     # Checkpoints (adapter, optimizer, scheduler, step, RNG) for resuming; None: <model.cache_dir>/tune/<model.name>.
@@ -185,7 +189,7 @@ class TuneConfig(Section):
 
 
 class ScoringConfig(Section):
-    scorer: Literal["verbalizer", "likelihood", "naive"] = "verbalizer"
+    scorer: Literal["verbalizer", "likelihood", "naive"] = "likelihood"
     top_k: int = 10
     dtype: Literal["auto", "bf16", "fp32"] = "auto"
     batch_tokens: int = 8192  # token budget of one forward batch

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from ..config import Config
 from ..errors import InstructRecError, ModelNotFoundError
+from ..instructions.templates import SCORER_FORMS
 from ..lake import Lake
 from .baselines import fit_sasrec, item_popularity, popularity_scores, retrieval_order_scores, sasrec_eval_scores
 from .metrics import ranking_metrics
@@ -203,7 +204,7 @@ def run_evaluate(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
         "input Delta versions": json.dumps(input_versions),
         "test users": f"{len(test.user_ids)} (LLM sample: {len(llm_users)}, seed {e.seed})",
         "tuned model": model_version or "not evaluated",
-        "template": best_template or "builder default",
+        "best template (tuned model)": best_template or "none recorded",
         "config hash": cfg.hash(),
         "eval_runs version": str(version),
         "ties": "pessimistic: the target ranks after every candidate with an equal score",
@@ -245,7 +246,8 @@ def _eval_runs_rows(results: pd.DataFrame, run_id: str, cfg: Config, versions: d
 
 def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, catalogue, test, sets, llm_users,
                  wanted, timings, notes):
-    """Template feedback, then the LLM rows; returns (template used, tuned model label, rows)."""
+    """Template feedback, then the LLM rows; returns (tuned model's best template, its label, rows)."""
+    from ..instructions import load_template_library
     from ..model.base import base_model_dir
     from ..model.registry import resolve, update_card
     from .llm import build_eval_prompts, llm_scores, load_model
@@ -263,15 +265,13 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
     tuned_model = load_model(label, tuned.merged_dir, cfg) if tuned else None
     tokenizer_dir = str(tuned.merged_dir if tuned else base_model_dir(cfg.model))
 
-    template = cfg.instructions.inference_template or (tuned.card.get("best_template_id") if tuned else None)
+    best = tuned.card.get("best_template_id") if tuned else None
     if tuned and e.template_feedback:
         with _timed(timings, "template feedback"):
             best, feedback_rows, skipped = _template_feedback(
                 spark, cfg, interactions, items, intents, inter_pd, catalogue, tuned_model, tokenizer_dir
             )
         rows += feedback_rows
-        # A template pinned in the config is what scoring serves, so it is what the test rows measure.
-        template = cfg.instructions.inference_template or best
         if skipped:
             notes.append(f"template feedback: {len(skipped)} templates fell back for every validation user "
                          f"(no reviews/intents) and were not scored: {', '.join(skipped)}")
@@ -281,6 +281,14 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
 
     base = load_model(cfg.model.base.name, base_model_dir(cfg.model), cfg) if "base_zero_shot" in wanted else None
     sample = {"llm_sample": llm_users}
+    served = cfg.scoring.scorer if cfg.scoring.scorer != "naive" else "likelihood"
+    plan = [("base_zero_shot", base, served), ("tuned_verbalizer", tuned_model, "verbalizer"),
+            ("tuned_likelihood", tuned_model, "likelihood")]
+    # What scoring would serve each scorer: a pinned template, else the tuned model's best one in the
+    # scorer's form, else the library default in that form (so a scorer never reads the other's prompts).
+    library = load_template_library(cfg.instructions.templates_path)
+    templates = {scorer: library.serving_template(scorer, cfg.instructions.inference_template, best)
+                 for system, _, scorer in plan if system in wanted}
     for protocol, es in sets.items():
         sub = es.subset(llm_users)
         # A user whose target retrieval missed scores zero on every metric whatever the order, so the
@@ -289,19 +297,19 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
         if len(scorable) < len(sub):
             notes.append(f"{protocol}: LLM systems scored the {len(scorable)} of {len(sub)} sampled users whose "
                          f"target is among the candidates; the others are misses for every system")
-        prompts = None
-        if len(scorable):
-            with _timed(timings, f"{protocol} prompts"):
-                prompts = build_eval_prompts(spark, history, items, intents, scorable, tokenizer_dir, cfg, template)
-        plan = [("base_zero_shot", base, cfg.scoring.scorer if cfg.scoring.scorer != "naive" else "verbalizer"),
-                ("tuned_verbalizer", tuned_model, "verbalizer"), ("tuned_likelihood", tuned_model, "likelihood")]
+        prompts: dict[str, pd.DataFrame] = {}
+        for template in sorted(set(templates.values())) if len(scorable) else []:
+            with _timed(timings, f"{protocol} prompts {template}"):
+                prompts[template] = build_eval_prompts(spark, history, items, intents, scorable, tokenizer_dir, cfg, template)
         for system, loaded, scorer in plan:
             if system in wanted:
                 with _timed(timings, f"{protocol} {system}"):
-                    part = llm_scores(scorable, prompts, loaded, scorer, cfg) if prompts is not None else None
+                    own = prompts.get(templates[scorer])
+                    part = llm_scores(scorable, own, loaded, scorer, cfg) if own is not None else None
                     scores = _scores_for(sub, scorable, part)
                     rows += rows_on(sub, scores, system, sample)
-    return template, label, rows
+    notes.append("prompts by scorer: " + ", ".join(f"{scorer} {t}" for scorer, t in sorted(templates.items())))
+    return best, label, rows
 
 
 def _scores_for(full: EvalSet, part: EvalSet, part_scores: np.ndarray | None) -> np.ndarray:
@@ -313,8 +321,8 @@ def _scores_for(full: EvalSet, part: EvalSet, part_scores: np.ndarray | None) ->
 
 
 def _template_feedback(spark, cfg, interactions, items, intents, inter_pd, catalogue, tuned_model, tokenizer_dir):
-    """Each reranking template on a seeded sample of validation users (sampled protocol; the test
-    item is neither a candidate nor in the history). Returns (best template id, rows)."""
+    """Each template of the served scorer's form on a seeded sample of validation users (sampled
+    protocol; the test item is neither a candidate nor in the history). Returns (best template id, rows)."""
     from ..instructions import load_template_library
     from ..retrieval import leave_one_out
     from .llm import build_eval_prompts, llm_scores
@@ -326,10 +334,10 @@ def _template_feedback(spark, cfg, interactions, items, intents, inter_pd, catal
     val_set = sampled_set(validation, catalogue, e.n_negatives, e.seed, stage="validation")
     val_history, val_targets = leave_one_out(interactions, 2)
     check_split_agrees(validation, val_targets.toPandas().query("user_id in @users"))
-    scorer = cfg.scoring.scorer if cfg.scoring.scorer != "naive" else "verbalizer"
+    scorer = cfg.scoring.scorer if cfg.scoring.scorer != "naive" else "likelihood"
     rows, by_template, skipped = [], {}, []
     library = load_template_library(cfg.instructions.templates_path)
-    for template in library.for_form("reranking"):
+    for template in library.for_form(SCORER_FORMS[scorer]):
         prompts = build_eval_prompts(spark, val_history, items, intents, val_set, tokenizer_dir, cfg, template.id)
         # The builder drops what a user lacks (no reviews: P2 -> P1, no intents: -> I0). A template no
         # user actually got is the same prompts as its fallback, which is evaluated in its own turn:
@@ -344,7 +352,7 @@ def _template_feedback(spark, cfg, interactions, items, intents, inter_pd, catal
         by_template[template.id] = next(r["value"] for r in got if r["metric"] == e.template_metric)
         rows += got
     if not by_template:
-        raise InstructRecError("no reranking template rendered for any validation user")
+        raise InstructRecError(f"no {SCORER_FORMS[scorer]} template rendered for any validation user")
     if skipped:
         log.info("template feedback: %d templates never rendered on these users (fell back): %s", len(skipped), skipped)
     return pick_template(by_template), rows, skipped

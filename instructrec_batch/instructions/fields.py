@@ -37,8 +37,16 @@ def history_block(titles: list[str], max_chars: int) -> str:
     return "\n".join(history_lines(titles, max_chars))
 
 
+def candidate_line(letter: str, title: str | None, max_chars: int) -> str:
+    """The letter comes after its title: under causal attention the letter token can then see the
+    title it labels, so answering is one hop (attend to the best candidate's letter and copy it).
+    Written first ("J. <<title>>") the letter cannot see its title, and a 135M model tuned for 1.3k
+    steps on an H100 never learned the two-hop version (chance-level validation, answer always "A")."""
+    return f"{field(title, max_chars)} [{letter}]"
+
+
 def candidate_block(letters: list[str], titles: list[str], max_chars: int) -> str:
-    return "\n".join(f"{letter}. {field(t, max_chars)}" for letter, t in zip(letters, titles))
+    return "\n".join(candidate_line(letter, t, max_chars) for letter, t in zip(letters, titles))
 
 
 def intention_text(queries: list[str], max_chars: int) -> str:

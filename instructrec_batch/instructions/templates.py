@@ -12,6 +12,9 @@ import yaml
 from ..errors import InstructRecError
 
 TASK_FORMS = ("pointwise", "pairwise", "matching", "reranking")
+# The prompt form each scorer reads: the verbalizer needs lettered candidates; the likelihood scorers
+# rank candidate titles after a prompt that asks for a title (a candidate list would only lengthen it).
+SCORER_FORMS = {"verbalizer": "reranking", "likelihood": "matching", "naive": "matching"}
 ANSWER_FORMATS = {"pointwise": "yes_no", "pairwise": "letter", "matching": "title", "reranking": "letter"}
 PLACEHOLDERS = {"history", "preference", "intention", "candidates", "item"}
 # What each dimension needs in the text, so a template cannot claim P1 and forget the history.
@@ -72,6 +75,27 @@ class TemplateLibrary:
         if task_form not in TASK_FORMS:
             raise TemplateError(f"unknown task form {task_form!r}; expected one of {TASK_FORMS}")
         return [t for t in self.templates if t.task_form == task_form]
+
+    def default_for(self, task_form: str) -> Template:
+        """default_inference's preference, intention and phrasing in another task form (T3-P1I2-a ->
+        T2-P1I2-a), else the first template of that form."""
+        default = self.get(self.default_inference)
+        same = self.find(task_form, default.preference, default.intention)
+        phrased = [t for t in same if t.id.rsplit("-", 1)[-1] == default.id.rsplit("-", 1)[-1]]
+        options = phrased or same or self.for_form(task_form)
+        if not options:
+            raise TemplateError(f"library version {self.version} has no {task_form} template")
+        return options[0]
+
+    def serving_template(self, scorer: str, pinned: str | None = None, tuned_best: str | None = None) -> str:
+        """The template a scorer serves: a template pinned in the config always; else the tuned model's
+        best one (template feedback) when it is in the scorer's form; else the default in that form."""
+        if pinned:
+            return self.get(pinned).id
+        form = SCORER_FORMS[scorer]
+        if tuned_best and any(t.id == tuned_best and t.task_form == form for t in self.templates):
+            return tuned_best
+        return self.default_for(form).id
 
     def find(self, task_form: str, preference: str, intention: str) -> list[Template]:
         return [

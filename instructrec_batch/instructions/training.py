@@ -22,11 +22,12 @@ from .templates import TemplateLibrary, load_template_library
 
 COLUMNS = [
     "user_id", "task_form", "template_id", "prompt", "answer",
-    "target_item_id", "candidate_item_ids", "candidate_letters",
+    "target_item_id", "candidate_item_ids", "candidate_letters", "candidate_titles",
 ]
 SCHEMA = (
     "user_id string, task_form string, template_id string, prompt string, answer string, "
-    "target_item_id string, candidate_item_ids array<string>, candidate_letters array<string>"
+    "target_item_id string, candidate_item_ids array<string>, candidate_letters array<string>, "
+    "candidate_titles array<string>"
 )
 # Share of examples that state an intention; the nightly prompts mostly have none, so most do not.
 INTENTION_SHARE = 0.4
@@ -107,7 +108,11 @@ def example_for(row, library: TemplateLibrary, tokenizer, wrap: ModelInput, cata
         ids, answer = [asked], "yes" if asked == target else "no"
         item = fields.field(titles.get(asked, asked), cfg.max_title_chars)
     else:  # matching: the model names the item; the answer is the cleaned title it must produce
-        ids, answer = [target], target_title
+        # The prompt lists no candidates; the target and its negatives are kept so that validation can
+        # rank them by the likelihood of their titles (the likelihood scorer's protocol).
+        ids = [target, *sample_negatives(rng, catalogue, exclude, tune.n_negatives)]
+        rng.shuffle(ids)
+        answer = target_title
     values = dict(
         preference=preference, intention=intention, item=item,
         candidates=fields.candidate_block(letters, [titles.get(x, x) for x in ids], cfg.max_title_chars),
@@ -122,6 +127,7 @@ def example_for(row, library: TemplateLibrary, tokenizer, wrap: ModelInput, cata
     return dict(
         user_id=row.user_id, task_form=form, template_id=tpl.id, prompt=prompt, answer=answer,
         target_item_id=target, candidate_item_ids=ids, candidate_letters=letters,
+        candidate_titles=[fields.clean_value(titles.get(x, x), cfg.max_title_chars) or "" for x in ids],
     )
 
 

@@ -25,7 +25,7 @@ from .base import load_causal_lm, load_tokenizer
 from .batching import Encoded, collate, encode_examples, micro_batch_indices
 from .loss import AnswerLoss
 from .precision import autocast, pick_device, use_bf16
-from .verbalizer import validate_reranking
+from .validation import validate_ranking
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,10 @@ class TuneRecipe:
         budget_s = cfg.time_budget_minutes * 60 if cfg.time_budget_minutes is not None else None
         last_eval_step = self.state["history"][-1]["step"] if self.state["history"] else None
         run_steps, run_tokens, stopped_by_budget = 0, 0, False
+        if self.step == 0 and cfg.eval_every and not self.state["history"]:
+            # Step 0 is the untuned base model (LoRA's B starts at zero): the card records it on the
+            # same validation users, and tuning that never beats it publishes an adapter equal to it.
+            self._validate()
         while self.step < self.max_steps:
             if budget_s is not None and self._agree(time.monotonic() - started > budget_s):
                 stopped_by_budget = True
@@ -211,8 +215,8 @@ class TuneRecipe:
     # ── validation and saving (rank 0) ────────────────────────────────────────────────────────
     def _validate(self) -> None:
         if self.is_main and self.val_records:
-            metrics = validate_reranking(
-                self.model, self.tokenizer, self.val_records, self.device,
+            metrics = validate_ranking(
+                self.model, self.tokenizer, self.val_records, self.device, scorer=self.cfg.validation_scorer,
                 batch_size=self.cfg.eval_batch_size, bf16=self.bf16, max_users=self.cfg.eval_users,
             )
             self.state["history"].append({"step": self.step, **metrics})

@@ -3,7 +3,8 @@
 A reranking prompt lists the candidates with index letters and ends where the answer letter goes. One
 forward pass per prompt; only the last position's logits are computed (``logits_to_keep=1``) and the
 log-probabilities of the candidate letters are the candidates' scores. The scoring package has its own
-scorer for the nightly job; this one exists so that tuning can pick its best adapter without Ray.
+scorer for the nightly job; this one exists so that tuning can pick its best adapter without Ray
+(see ``validation.py``).
 """
 
 from __future__ import annotations
@@ -65,24 +66,3 @@ def letter_scores(model, tokenizer, prompts: Sequence[str], letters: Sequence[Se
     finally:
         model.train(was_training)
     return scores
-
-
-def validate_reranking(model, tokenizer, records: Sequence[dict], device: torch.device,
-                       batch_size: int = 8, bf16: bool = False, max_users: int | None = None,
-                       ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
-    """HR@k / NDCG@k / MRR of the reranking-form validation examples (1 positive + N negatives)."""
-    # Imported here: the metrics module belongs to the evaluation package and pulls torchmetrics.
-    from ..evaluation.metrics import ranking_metrics
-
-    rerank = [r for r in records if r.get("task_form", "reranking") == "reranking"]
-    if max_users is not None:
-        rerank = rerank[:max_users]
-    if not rerank:
-        raise ValueError("no reranking-form validation examples to evaluate")
-    letters = [list(r["candidate_letters"]) for r in rerank]
-    target = np.array([ls.index(str(r["answer"]).strip()) if str(r["answer"]).strip() in ls else -1
-                       for r, ls in zip(rerank, letters)])
-    scores = letter_scores(model, tokenizer, [r["prompt"] for r in rerank], letters, device, batch_size, bf16)
-    metrics = ranking_metrics(scores, target, ks=ks)
-    metrics["n_users"] = float(len(rerank))
-    return metrics

@@ -64,8 +64,10 @@ def build_tuning_examples(spark, lake: Lake, cfg: Config):
         history_for_train, train_targets, checked.items, checked.intents, tokenizer_dir, cfg.instructions, cfg.tune,
         seed=cfg.tune.seed,
     ).toPandas()
-    # Validation is always the reranking form (1 positive + 19 negatives), the protocol we report.
-    val_tune = cfg.tune.model_copy(update={"task_mix": {"reranking": 1.0}})
+    # Validation ranks 1 positive + 19 negatives, the protocol we report, in the form the validation
+    # scorer reads: reranking prompts (letters) for the verbalizer, matching prompts for likelihood.
+    val_form = "reranking" if cfg.tune.validation_scorer == "verbalizer" else "matching"
+    val_tune = cfg.tune.model_copy(update={"task_mix": {val_form: 1.0}})
     val_users = val_targets.orderBy(F.xxhash64("user_id", F.lit(cfg.tune.seed + 1))).limit(cfg.tune.eval_users)
     val = build_training_examples(
         train_history, val_users, checked.items, checked.intents, tokenizer_dir, cfg.instructions, val_tune,

@@ -96,13 +96,14 @@ def stage_candidates(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun
 
 
 def stage_prompts(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun) -> None:
-    from ..instructions import build_prompts
+    from ..instructions import build_prompts, load_template_library
 
     model = choose_model(cfg, required=False)
     run.model_version = f"{model.name}/{model.version}"
     checked = read_validated_inputs(lake)
     candidates = lake.read("candidates", {"run_date": run.run_date}).drop("run_date")
-    template = cfg.instructions.inference_template or model.best_template_id
+    library = load_template_library(cfg.instructions.templates_path)
+    template = library.serving_template(cfg.scoring.scorer, cfg.instructions.inference_template, model.best_template_id)
     prompts = build_prompts(
         checked.interactions, checked.items, candidates, checked.intents, model.model_dir, cfg.instructions,
         template_id=template,

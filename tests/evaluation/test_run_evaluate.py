@@ -82,7 +82,9 @@ def test_every_system_table_report_and_template_feedback(spark, tmp_path, tiny_m
     cfg = _cfg(
         tmp_path,
         tiny_model_dir,
-        [f"instructions.templates_path={_small_library(tmp_path)}", "evaluation.protocols=[sampled]"],
+        # The verbalizer serves here: template feedback then ranks the two reranking templates.
+        [f"instructions.templates_path={_small_library(tmp_path)}", "evaluation.protocols=[sampled]",
+         "scoring.scorer=verbalizer"],
     )
     lake = Lake(cfg.lake, spark)
     _write_lake(lake)

@@ -108,7 +108,7 @@ def test_every_template_renders(library, tokenizer, user):
             prompt = out["prompt"]
             assert out["template_id"].split("-")[0] == tpl.id.split("-")[0]
             if tpl.task_form == "reranking":
-                assert all(f"{letter}. <<" in prompt for letter in out["candidate_letters"])
+                assert all(f">> [{letter}]\n" in prompt for letter in out["candidate_letters"])
         else:  # pointwise / pairwise: filled as build_training_examples fills them
             has_pref, has_int = USERS[user]["has_reviews"], bool(USERS[user]["intents"])
             used = choose_template(library, tpl, has_pref, has_int)
@@ -131,3 +131,18 @@ def test_every_template_renders(library, tokenizer, user):
 def test_plain_tokenizer_falls_back_to_answer_suffix():
     plain = SimpleNamespace(chat_template=None)
     assert model_input(plain, "Pre.", "Body").endswith("\nAnswer:")
+
+
+def test_each_scorer_is_served_prompts_of_its_own_form(library):
+    """The verbalizer reads lettered candidates (reranking), the likelihood scorers titles (matching):
+    a pinned template always wins, the tuned model's best only in the scorer's form."""
+    assert library.default_inference == "T3-P1I2-a"
+    assert library.default_for("matching").id == "T2-P1I2-a"  # same preference, intention, phrasing
+    assert library.serving_template("verbalizer") == "T3-P1I2-a"
+    assert library.serving_template("likelihood") == library.serving_template("naive") == "T2-P1I2-a"
+    assert library.serving_template("likelihood", tuned_best="T2-P1I0-b") == "T2-P1I0-b"
+    assert library.serving_template("likelihood", tuned_best="T3-P1I0-b") == "T2-P1I2-a"  # wrong form
+    assert library.serving_template("verbalizer", tuned_best="T3-P1I0-b") == "T3-P1I0-b"
+    assert library.serving_template("likelihood", pinned="T3-P1I0-a", tuned_best="T2-P1I0-b") == "T3-P1I0-a"
+    with pytest.raises(TemplateError, match="no template"):
+        library.serving_template("verbalizer", pinned="T9-nope")

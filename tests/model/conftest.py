@@ -22,7 +22,8 @@ def make_examples(tokenizer_dir, n: int, seed: int, n_candidates: int = 20, form
     rows = []
     for u in range(n):
         form = forms[u % len(forms)]
-        items = [rng.randrange(1000) for _ in range(n_candidates)]
+        # (matching rows, new, draw distinct ids: their target is found by id)
+        items = rng.sample(range(1000), n_candidates) if form == "matching" else [rng.randrange(1000) for _ in range(n_candidates)]
         titles = [f"{rng.choice(WORDS).title()} {rng.choice(WORDS).title()} {i}" for i in items]
         target = rng.randrange(n_candidates)
         titles[target] += " Deluxe"
@@ -31,6 +32,9 @@ def make_examples(tokenizer_dir, n: int, seed: int, n_candidates: int = 20, form
             listing = "\n".join(f"{letter}. {title}" for letter, title in zip(letters, titles))
             question = f"The user played Mario Kart. Which candidate will they play next?\n{listing}\nAnswer with the letter."
             answer = letters[target]
+        elif form == "matching":  # names the target; candidates are ranked by title likelihood
+            question = "The user played Mario Kart. Name the game they play next."
+            answer = titles[target]
         else:
             pick = rng.randrange(n_candidates)
             question = f"The user played Mario Kart. Would they enjoy {titles[pick]}? Answer yes or no."
@@ -40,6 +44,7 @@ def make_examples(tokenizer_dir, n: int, seed: int, n_candidates: int = 20, form
         rows.append({
             "user_id": u, "task_form": form, "template_id": f"{form}-1", "prompt": prompt, "answer": answer,
             "target_item_id": items[target], "candidate_item_ids": items, "candidate_letters": letters,
+            "candidate_titles": titles,
         })
     return pd.DataFrame(rows)
 
@@ -52,6 +57,12 @@ def train_examples(tiny_model_dir) -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def val_examples(tiny_model_dir) -> pd.DataFrame:
     return make_examples(tiny_model_dir, 6, seed=2, n_candidates=20)
+
+
+@pytest.fixture(scope="session")
+def val_matching(tiny_model_dir) -> pd.DataFrame:
+    """Validation in the likelihood scorer's form (the default tune.validation_scorer)."""
+    return make_examples(tiny_model_dir, 6, seed=2, n_candidates=20, forms=("matching",))
 
 
 @pytest.fixture(scope="session")

@@ -42,17 +42,23 @@ def test_long_examples_are_dropped_not_truncated(tiny_model_dir, train_examples)
         encode_examples(records, tok, max_tokens=5, append_eos=True)
 
 
-def test_answer_loss_equals_the_labels_loss_of_transformers(tiny_model_dir, train_examples):
-    """Gathering the answer positions before lm_head must give the same loss as the plain
-    `labels=` loss with every non-answer position masked (which projects every position)."""
+def test_answer_loss_is_the_mean_of_each_examples_labels_loss(tiny_model_dir, train_examples):
+    """Gathering the answer positions before lm_head must give, per example, the plain `labels=` loss
+    of transformers (which projects every position), and the batch loss is the mean of those: a long
+    answer does not count more than a one-letter one."""
     tok = load_tokenizer(tiny_model_dir)
     model = load_causal_lm(tiny_model_dir)
-    encoded = encode_examples(as_records(train_examples)[:4], tok, 10_000, append_eos=True)
+    records = as_records(train_examples)[:4]
+    records[0] = {**records[0], "answer": "Super Mario Odyssey - Nintendo Switch"}  # a matching-form title
+    encoded = encode_examples(records, tok, 10_000, append_eos=True)
+    assert len({len(e.input_ids) - e.n_prompt for e in encoded}) > 1
     batch = collate(encoded, tok.pad_token_id)
-    labels = torch.full_like(batch["input_ids"], -100)
-    for i, e in enumerate(encoded):
-        labels[i, e.n_prompt : len(e.input_ids)] = torch.tensor(e.input_ids[e.n_prompt :])
+    theirs = []
     with torch.no_grad():
         ours = AnswerLoss(model)(**batch)
-        theirs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
-    assert torch.allclose(ours, theirs, atol=1e-5)
+        for e in encoded:
+            ids = torch.tensor([e.input_ids])
+            labels = torch.full_like(ids, -100)
+            labels[0, e.n_prompt :] = ids[0, e.n_prompt :]
+            theirs.append(model(input_ids=ids, labels=labels).loss)
+    assert torch.allclose(ours, torch.stack(theirs).mean(), atol=1e-5)

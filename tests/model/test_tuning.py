@@ -17,10 +17,11 @@ def tiny_cfg(cfg, tiny_model_dir, tmp_path, **tune):
 
 
 def test_run_tune_publishes_a_version_with_a_complete_card(cfg, tiny_model_dir, tmp_path, train_examples,
-                                                          val_examples):
+                                                          val_matching):
     pytest.importorskip("instructrec_batch.evaluation.metrics")
     cfg = tiny_cfg(cfg, tiny_model_dir, tmp_path)
-    version = run_tune(train_examples, val_examples, cfg, data_versions={"items": 2, "interactions": 5},
+    assert cfg.tune.validation_scorer == "likelihood"
+    version = run_tune(train_examples, val_matching, cfg, data_versions={"items": 2, "interactions": 5},
                        template_version="lib-7")
     assert resolve(cfg.model).version == version.version == "v0001"
     card = version.card
@@ -29,7 +30,7 @@ def test_run_tune_publishes_a_version_with_a_complete_card(cfg, tiny_model_dir, 
     assert card["base_model"]["dir"] == str(tiny_model_dir)
     assert card["config"]["tune"]["max_steps"] == 4
     assert card["training"]["step"] == 4 and card["training"]["train_seconds"] > 0
-    assert [h["step"] for h in card["validation"]["history"]] == [2, 4]
+    assert [h["step"] for h in card["validation"]["history"]] == [0, 2, 4]  # 0: the untuned base
     assert set(card["validation"]["metrics"]) >= {"HR@1", "HR@5", "NDCG@10", "MRR"}
     assert card["best_template_id"] is None and "git_commit" in card
     assert (version.merged_dir / "model.safetensors").exists()

@@ -22,6 +22,7 @@ def scoring_cfg(cfg):
     cfg.scoring.top_k = K
     cfg.scoring.block_rows = 3  # several blocks, so the commit really gathers many actor outputs
     cfg.scoring.dtype = "fp32"
+    cfg.scoring.scorer = "verbalizer"  # its letters make the malformed row below malformed
     return cfg
 
 
