@@ -12,13 +12,12 @@ log = logging.getLogger(__name__)
 
 def native_bf16(device: torch.device) -> bool:
     """True where bf16 matmuls beat fp32: CUDA, and CPUs with AMX. Without AMX (AVX512-BF16 alone
-    included, see scoring/device.py for the measurement) bf16 autocast makes training slower."""
+    included) bf16 autocast makes training slower. The CPU rule is the scorer's, in one place."""
+    from ..scoring.device import cpu_has_native_bf16
+
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        cpu = getattr(torch, "cpu", None)
-        return bool(getattr(cpu, "_is_amx_tile_supported", lambda: False)())
-    return False
+    return device.type == "cpu" and cpu_has_native_bf16()
 
 
 def use_bf16(allowed: bool, device: torch.device) -> bool:

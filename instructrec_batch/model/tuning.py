@@ -59,6 +59,10 @@ def run_tune(examples_train, examples_val, cfg: Config, data_versions: dict[str,
     log.info("tuning %s on %d examples (%d validation), checkpoints in %s", base_dir.name, len(train), len(val), root)
     summary = launch(cfg.tune, cfg.ray, base_dir, root, train, val, fingerprint(cfg.tune, base_dir, train, val))
     best = summary["best"]
+    if best and best["step"] == 0 and summary["step"] > 0:
+        log.warning("no validated step beat the untuned base (step 0, %s %.4f): the published adapter is "
+                    "the untuned one; tune longer or change the recipe", cfg.tune.best_metric,
+                    best["metrics"][cfg.tune.best_metric])
     card = {
         "base_model": {"name": cfg.model.base.name, "kind": cfg.model.base.kind, "dir": str(base_dir)},
         "data_versions": dict(data_versions),
