@@ -64,11 +64,7 @@ def build_eval_prompts(
     own_history = history.join(F.broadcast(users), "user_id")
     own_intents = intents.join(F.broadcast(users), "user_id") if intents is not None else None
     prompts = build_prompts(own_history, items, candidates, own_intents, tokenizer_dir, cfg.instructions, template_id=template_id)
-    frame = prompts.toPandas()
-    # Arrow hands list columns back as numpy arrays; the scorer's row code expects plain lists.
-    for col in ("candidate_item_ids", "candidate_letters", "candidate_titles"):
-        frame[col] = [list(v) if v is not None else None for v in frame[col]]
-    return frame
+    return prompts.toPandas()
 
 
 def llm_scores(eval_set: EvalSet, prompts: pd.DataFrame, loaded: LoadedModel, scorer: str, cfg: Config) -> np.ndarray:

@@ -23,9 +23,6 @@ def likelihood_scores(model, tokenizer, records: Sequence[dict], device: torch.d
     from ..scoring.rows import RowPreparer
 
     preparer = RowPreparer(tokenizer, "likelihood", max_input_tokens=4096, max_title_tokens=32)
-    # Arrow/pandas hand list columns over as numpy arrays; the scorer's row code takes plain lists.
-    records = [{**r, "candidate_item_ids": list(r["candidate_item_ids"]), "candidate_titles": list(r["candidate_titles"])}
-               for r in records]
     was_training = model.training
     model.eval()
     try:

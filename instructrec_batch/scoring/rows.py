@@ -31,6 +31,12 @@ class PreparedRow:
         return len(self.prompt_ids)
 
 
+def _listed(value) -> list:
+    """A list column's value as a list: None -> [], and numpy arrays (how pandas frames from Arrow hold
+    list columns) as well as lists, without the ambiguous truth value of an array."""
+    return [] if value is None else list(value)
+
+
 class RowPreparer:
     """Tokenizes rows for one scorer; caches the letter -> token id map (the same 20 letters every row)."""
 
@@ -58,7 +64,7 @@ class RowPreparer:
         user_id = row.get("user_id")
         if user_id is None:
             raise MalformedRow("user_id is null")
-        item_ids = list(row.get("candidate_item_ids") or [])
+        item_ids = _listed(row.get("candidate_item_ids"))
         if not item_ids:
             raise MalformedRow("candidate_item_ids is empty")
         if any(i is None for i in item_ids):
@@ -84,7 +90,7 @@ class RowPreparer:
         return prepared
 
     def _letter_ids(self, letters, n: int) -> list[int]:
-        letters = list(letters or [])
+        letters = _listed(letters)
         if len(letters) != n:
             raise MalformedRow(f"{len(letters)} candidate_letters for {n} candidate_item_ids")
         if len(set(letters)) != n:
@@ -100,7 +106,7 @@ class RowPreparer:
         return ids
 
     def _title_ids(self, titles, n: int) -> list[list[int]]:
-        titles = list(titles or [])
+        titles = _listed(titles)
         if len(titles) != n:
             raise MalformedRow(f"{len(titles)} candidate_titles for {n} candidate_item_ids")
         if any(not t for t in titles):
