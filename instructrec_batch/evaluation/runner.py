@@ -281,8 +281,7 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
 
     base = load_model(cfg.model.base.name, base_model_dir(cfg.model), cfg) if "base_zero_shot" in wanted else None
     sample = {"llm_sample": llm_users}
-    served = cfg.scoring.scorer if cfg.scoring.scorer != "naive" else "likelihood"
-    plan = [("base_zero_shot", base, served), ("tuned_verbalizer", tuned_model, "verbalizer"),
+    plan = [("base_zero_shot", base, _served_scorer(cfg)), ("tuned_verbalizer", tuned_model, "verbalizer"),
             ("tuned_likelihood", tuned_model, "likelihood")]
     # What scoring would serve each scorer: a pinned template, else the tuned model's best one in the
     # scorer's form, else the library default in that form (so a scorer never reads the other's prompts).
@@ -312,6 +311,12 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
     return best, label, rows
 
 
+def _served_scorer(cfg: Config) -> str:
+    """The scorer the LLM rows use for the served configuration: naive is likelihood without the packing
+    (same scores, far slower), so the evaluation runs the packed one in its place."""
+    return cfg.scoring.scorer if cfg.scoring.scorer != "naive" else "likelihood"
+
+
 def _scores_for(full: EvalSet, part: EvalSet, part_scores: np.ndarray | None) -> np.ndarray:
     """``part``'s scores placed in ``full``'s [n, c] matrix; users outside ``part`` stay unscored (-inf)."""
     scores = full.align(pd.DataFrame({"user_id": [], "item_id": [], "score": []}))
@@ -334,7 +339,7 @@ def _template_feedback(spark, cfg, interactions, items, intents, inter_pd, catal
     val_set = sampled_set(validation, catalogue, e.n_negatives, e.seed, stage="validation")
     val_history, val_targets = leave_one_out(interactions, 2)
     check_split_agrees(validation, val_targets.toPandas().query("user_id in @users"))
-    scorer = cfg.scoring.scorer if cfg.scoring.scorer != "naive" else "likelihood"
+    scorer = _served_scorer(cfg)
     rows, by_template, skipped = [], {}, []
     library = load_template_library(cfg.instructions.templates_path)
     for template in library.for_form(SCORER_FORMS[scorer]):

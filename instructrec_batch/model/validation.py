@@ -8,11 +8,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..instructions.templates import SCORER_FORMS
 from .precision import autocast
 from .verbalizer import letter_scores
-
-# The prompt form each scorer reads (the tune job builds validation examples in this form).
-FORM_OF_SCORER = {"verbalizer": "reranking", "likelihood": "matching"}
 
 
 def likelihood_scores(model, tokenizer, records: Sequence[dict], device: torch.device, bf16: bool,
@@ -43,7 +41,7 @@ def validate_ranking(model, tokenizer, records: Sequence[dict], device: torch.de
     # Imported here: the metrics module belongs to the evaluation package and pulls torchmetrics.
     from ..evaluation.metrics import ranking_metrics
 
-    form = FORM_OF_SCORER[scorer]
+    form = SCORER_FORMS[scorer]
     rows = [r for r in records if r.get("task_form", "reranking") == form]
     if max_users is not None:
         rows = rows[:max_users]

@@ -44,6 +44,7 @@ def build_tuning_examples(spark, lake: Lake, cfg: Config):
     from pyspark.sql import functions as F
 
     from ..instructions import build_training_examples
+    from ..instructions.templates import SCORER_FORMS
     from ..model.base import base_model_dir
     from ..retrieval import leave_one_out
     from .stages import read_validated_inputs
@@ -66,8 +67,7 @@ def build_tuning_examples(spark, lake: Lake, cfg: Config):
     ).toPandas()
     # Validation ranks 1 positive + 19 negatives, the protocol we report, in the form the validation
     # scorer reads: reranking prompts (letters) for the verbalizer, matching prompts for likelihood.
-    val_form = "reranking" if cfg.tune.validation_scorer == "verbalizer" else "matching"
-    val_tune = cfg.tune.model_copy(update={"task_mix": {val_form: 1.0}})
+    val_tune = cfg.tune.model_copy(update={"task_mix": {SCORER_FORMS[cfg.tune.validation_scorer]: 1.0}})
     val_users = val_targets.orderBy(F.xxhash64("user_id", F.lit(cfg.tune.seed + 1))).limit(cfg.tune.eval_users)
     val = build_training_examples(
         train_history, val_users, checked.items, checked.intents, tokenizer_dir, cfg.instructions, val_tune,
