@@ -75,8 +75,7 @@ def run_one(name: str, steps: int, batch: int, prompt_tokens: int, use_gpu: bool
     from instructrec_batch.config import TuneConfig, load_config
     from instructrec_batch.model import checkpoint
     from instructrec_batch.model.base import base_model_dir, load_tokenizer
-    from instructrec_batch.model.loss import AnswerLoss
-    from instructrec_batch.model.recipe import TuneRecipe
+        from instructrec_batch.model.recipe import TuneRecipe
 
     precision, loss_kind = name.split("-")
     base_dir = Path(model_dir) if model_dir else base_model_dir(load_config().model)
@@ -127,12 +126,13 @@ class LabelsLoss:
     def __init__(self, model):
         self.model = model
 
-    def __call__(self, input_ids, attention_mask, target_rows, target_cols, target_ids):
+    def __call__(self, input_ids, blocks, token_rows, token_cols, token_ids, **_):
         import torch
 
         labels = torch.full_like(input_ids, -100)
-        labels[target_rows, target_cols + 1] = target_ids  # the model shifts labels itself
-        return self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, use_cache=False).loss
+        labels[token_rows, token_cols + 1] = token_ids  # the model shifts labels itself
+        # one answer per example here, so the packed sequence is a plain right-padded one
+        return self.model(input_ids=input_ids, attention_mask=(blocks >= 0).long(), labels=labels, use_cache=False).loss
 
 
 def main() -> None:

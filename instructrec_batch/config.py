@@ -157,6 +157,11 @@ class TuneConfig(Section):
     max_train_users: int | None = 2000
     task_mix: dict[str, float] = {"matching": 0.7, "reranking": 0.1, "pointwise": 0.1, "pairwise": 0.1}
     n_negatives: int = 19
+    # Matching examples also rank their target's title against this many of their negatives' titles
+    # (softmax over the likelihood scorer's scores, see model/loss.py); 0 trains the answer alone.
+    ranking_negatives: int = 7
+    ranking_weight: float = 1.0
+    ranking_temperature: float = 1.0
     eval_every: int = 20
     eval_users: int = 100
     checkpoint_every: int = 20

@@ -23,7 +23,7 @@ from ..config import TuneConfig
 from . import checkpoint
 from .base import load_causal_lm, load_tokenizer
 from .batching import Encoded, collate, encode_examples, micro_batch_indices
-from .loss import AnswerLoss
+from .loss import TuneLoss
 from .precision import autocast, pick_device, use_bf16
 from .validation import validate_ranking
 
@@ -78,7 +78,7 @@ class TuneRecipe:
         self.tokenizer = load_tokenizer(self.base_dir)
         self.pad_id = self.tokenizer.pad_token_id
         self.train_data: list[Encoded] = encode_examples(
-            self.train_records, self.tokenizer, cfg.max_tokens, cfg.append_eos
+            self.train_records, self.tokenizer, cfg.max_tokens, cfg.append_eos, cfg.ranking_negatives
         )
         # fp32 master weights; bf16 only inside autocast, so LoRA updates are not lost to rounding.
         base = load_causal_lm(self.base_dir, dtype="fp32", device=str(self.device))
@@ -88,7 +88,10 @@ class TuneRecipe:
         )
         self.model = get_peft_model(base, lora)
         self.model.train()
-        self.module: torch.nn.Module = AnswerLoss(self.model)
+        self.module: torch.nn.Module = TuneLoss(
+            self.model, cfg.ranking_weight, cfg.ranking_temperature,
+            mask_dtype=torch.bfloat16 if self.bf16 else torch.float32,
+        )
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.module = torch.nn.parallel.DistributedDataParallel(self.module, device_ids=ids)
@@ -197,7 +200,7 @@ class TuneRecipe:
             idx = micro_batch_indices(len(self.train_data), self.step, micro, cfg.batch_size,
                                       cfg.grad_accum, self.rank, self.world, cfg.seed)
             batch = {k: v.to(self.device) for k, v in collate([self.train_data[i] for i in idx], self.pad_id).items()}
-            tokens += int(batch["attention_mask"].sum()) * self.world
+            tokens += int((batch["blocks"] >= 0).sum()) * self.world
             # Gradients are synchronised across ranks once per optimizer step, not per micro-batch.
             last = micro == cfg.grad_accum - 1
             sync = self.module.no_sync() if self.world > 1 and not last else contextlib.nullcontext()

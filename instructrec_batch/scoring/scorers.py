@@ -60,18 +60,20 @@ def _reduce(token_logp: torch.Tensor, segments: torch.Tensor, n_segments: int, l
     return (sums / lengths.double() if mean else sums).numpy()
 
 
-def _packed_row(row: PreparedRow) -> tuple[list[int], list[int], list[int]]:
-    """Token ids, position ids and block ids (0 = prompt, j = candidate j) of one packed sequence."""
-    n_prompt = len(row.prompt_ids)
-    ids, positions, blocks = list(row.prompt_ids), list(range(n_prompt)), [0] * n_prompt
-    for j, title in enumerate(row.title_ids, start=1):
-        ids += title
-        positions += range(n_prompt, n_prompt + len(title))
-        blocks += [j] * len(title)
+def pack(prompt_ids: Sequence[int], answers: Sequence[Sequence[int]]) -> tuple[list[int], list[int], list[int]]:
+    """Token ids, position ids and block ids (0 = prompt, j = answer j) of one packed sequence: each
+    answer follows the prompt at the same positions, as if it were the only one. Tuning packs its
+    examples the same way, so it trains exactly the scores this scorer serves."""
+    n_prompt = len(prompt_ids)
+    ids, positions, blocks = list(prompt_ids), list(range(n_prompt)), [0] * n_prompt
+    for j, answer in enumerate(answers, start=1):
+        ids += answer
+        positions += range(n_prompt, n_prompt + len(answer))
+        blocks += [j] * len(answer)
     return ids, positions, blocks
 
 
-def _block_mask(blocks: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def block_mask(blocks: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Additive 4D mask (B, 1, T, T): query i sees key j when j <= i and j is in the prompt or in i's own
     candidate. Padding (block -1) sees only itself so that no attention row is empty (an all-masked row
     gives NaN in SDPA, which would then leak through the values)."""
@@ -92,7 +94,7 @@ def likelihood_scores(
     """Mean (or summed) log-prob of each candidate title given the prompt, candidates packed per row."""
     body, head = model.get_decoder(), model.get_output_embeddings()
     dtype = next(model.parameters()).dtype
-    packed = [_packed_row(r) for r in rows]
+    packed = [pack(r.prompt_ids, r.title_ids) for r in rows]
     out: list[np.ndarray] = [np.empty(0)] * len(rows)
     for batch in token_batches([len(p[0]) for p in packed], batch_tokens):
         width = max(len(packed[i][0]) for i in batch)
@@ -118,7 +120,7 @@ def likelihood_scores(
         device = model.device
         hidden = body(
             input_ids=ids.to(device),
-            attention_mask=_block_mask(blocks.to(device), dtype),
+            attention_mask=block_mask(blocks.to(device), dtype),
             position_ids=positions.to(device),
             use_cache=False,
         ).last_hidden_state

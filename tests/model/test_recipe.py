@@ -102,3 +102,17 @@ def test_checkpoints_of_another_run_are_not_resumed(tmp_path):
     assert checkpoint.latest_step_dir(root) is not None
     checkpoint.prepare_root(root, {"run": 2}, resume=True)
     assert checkpoint.latest_step_dir(root) is None
+
+
+def test_ranking_matching_examples_lifts_the_likelihood_ranking(learnable_model_dir, tmp_path):
+    """Matching examples with negatives: the likelihood scorer's validation ranking improves on the
+    users it trained on (the target is the title ending in 'Deluxe')."""
+    pytest.importorskip("instructrec_batch.evaluation.metrics")
+    from tests.model.conftest import make_examples
+
+    train = make_examples(learnable_model_dir, 32, seed=6, n_candidates=8, forms=("matching",))
+    cfg = tune_cfg(max_steps=16, grad_accum=1, eval_every=16, learning_rate=1e-2, validation_scorer="likelihood",
+                   ranking_negatives=7, eval_users=16)
+    _, summary = run(cfg, learnable_model_dir, tmp_path / "ckpt", train, train.head(16))
+    before, after = (h["NDCG@10"] for h in summary["history"])
+    assert after > before + 0.1, summary["history"]
