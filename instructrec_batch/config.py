@@ -145,12 +145,12 @@ class ModelConfig(Section):
 
 
 class TuneConfig(Section):
-    lora_r: int = 8
-    lora_alpha: int = 16
+    lora_r: int = 16
+    lora_alpha: int = 32
     lora_dropout: float = 0.05
-    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"]
-    learning_rate: float = 3e-4
-    max_steps: int = 60
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    learning_rate: float = 5e-4
+    max_steps: int = 130
     batch_size: int = 8
     grad_accum: int = 1
     max_tokens: int = 512
