@@ -70,12 +70,11 @@ def random_weights_copy(model_dir: Path, out: Path) -> Path:
 def run_one(name: str, steps: int, batch: int, prompt_tokens: int, use_gpu: bool,
             model_dir: str | None, random_weights: bool) -> dict:
     import torch
-    import torch.nn.functional as F
 
     from instructrec_batch.config import TuneConfig, load_config
     from instructrec_batch.model import checkpoint
     from instructrec_batch.model.base import base_model_dir, load_tokenizer
-        from instructrec_batch.model.recipe import TuneRecipe
+    from instructrec_batch.model.recipe import TuneRecipe
 
     precision, loss_kind = name.split("-")
     base_dir = Path(model_dir) if model_dir else base_model_dir(load_config().model)
