@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from ..scoring.scorers import pack
+from ..scoring.scorers import packed_batch
 
 log = logging.getLogger(__name__)
 
@@ -85,46 +85,11 @@ def encode_examples(records: Iterable[dict], tokenizer, max_tokens: int, append_
 
 
 def collate(batch: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded packed ids, their positions and block ids (-1 = padding, for the attention mask),
-    and the flat (row, position) pairs whose hidden state predicts an answer token.
-
-    An answer's first token is predicted from the prompt's last position, its token k from its own token
-    k-1. Only these positions go through the vocabulary projection. Every answer is a segment:
-    ``token_segments`` maps tokens to segments, ``segment_rows`` segments to examples, and
-    ``target_segments`` names each example's true answer.
-    """
-    packed = [pack(e.prompt_ids, e.answers) for e in batch]
-    width = max(len(ids) for ids, _, _ in packed)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    positions = torch.zeros((len(batch), width), dtype=torch.long)
-    blocks = torch.full((len(batch), width), -1, dtype=torch.long)
-    rows, cols, targets, token_segments, segment_rows, target_segments = [], [], [], [], [], []
-    for i, (e, (seq, pos, blk)) in enumerate(zip(batch, packed)):
-        ids[i, : len(seq)] = torch.tensor(seq)
-        positions[i, : len(seq)] = torch.tensor(pos)
-        blocks[i, : len(seq)] = torch.tensor(blk)
-        target_segments.append(len(segment_rows))
-        start = len(e.prompt_ids)  # where the current answer's tokens begin
-        for answer in e.answers:
-            sources = [len(e.prompt_ids) - 1, *range(start, start + len(answer) - 1)]
-            rows.extend([i] * len(answer))
-            cols.extend(sources)
-            targets.extend(answer)
-            token_segments.extend([len(segment_rows)] * len(answer))
-            segment_rows.append(i)
-            start += len(answer)
-    as_long = lambda xs: torch.tensor(xs, dtype=torch.long)  # noqa: E731
-    return {
-        "input_ids": ids,
-        "position_ids": positions,
-        "blocks": blocks,
-        "token_rows": as_long(rows),
-        "token_cols": as_long(cols),
-        "token_ids": as_long(targets),
-        "token_segments": as_long(token_segments),
-        "segment_rows": as_long(segment_rows),
-        "target_segments": as_long(target_segments),
-    }
+    """Packed, right-padded batch (``scoring.scorers.packed_batch``, the likelihood scorer's own), in
+    which each example's first segment is its true answer (``target_segments``)."""
+    out = packed_batch([e.prompt_ids for e in batch], [e.answers for e in batch], pad_id)
+    out["target_segments"] = out.pop("first_segments")
+    return out
 
 
 def micro_batch_indices(n: int, step: int, micro: int, batch_size: int, grad_accum: int,

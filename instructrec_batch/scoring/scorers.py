@@ -87,6 +87,41 @@ def block_mask(blocks: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return mask[:, None]
 
 
+def packed_batch(prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[Sequence[int]]],
+                 pad_id: int) -> dict[str, torch.Tensor]:
+    """Rows packed by ``pack`` and right-padded: ids, positions, block ids (-1 = padding, for
+    ``block_mask``), and the flat (row, position) pairs whose hidden state predicts an answer token: the
+    prompt's last state predicts every answer's first token, an answer's own token k-1 its token k. Each
+    answer is a segment: ``token_segments`` maps tokens to segments, ``segment_rows`` segments to rows,
+    ``first_segments`` names each row's first answer. Scoring and tuning batch with this one function."""
+    packed = [pack(p, a) for p, a in zip(prompts, answers)]
+    width = max(len(ids) for ids, _, _ in packed)
+    ids = torch.full((len(packed), width), pad_id, dtype=torch.long)
+    positions = torch.zeros((len(packed), width), dtype=torch.long)
+    blocks = torch.full((len(packed), width), -1, dtype=torch.long)
+    rows, cols, targets, token_segments, segment_rows, first_segments = [], [], [], [], [], []
+    for i, (prompt, row_answers, (seq, pos, blk)) in enumerate(zip(prompts, answers, packed)):
+        ids[i, : len(seq)] = torch.tensor(seq)
+        positions[i, : len(seq)] = torch.tensor(pos)
+        blocks[i, : len(seq)] = torch.tensor(blk)
+        first_segments.append(len(segment_rows))
+        start = len(prompt)  # where the current answer's tokens begin
+        for answer in row_answers:
+            rows.extend([i] * len(answer))
+            cols.extend([len(prompt) - 1, *range(start, start + len(answer) - 1)])
+            targets.extend(answer)
+            token_segments.extend([len(segment_rows)] * len(answer))
+            segment_rows.append(i)
+            start += len(answer)
+    as_long = lambda xs: torch.tensor(xs, dtype=torch.long)  # noqa: E731
+    return {
+        "input_ids": ids, "position_ids": positions, "blocks": blocks,
+        "token_rows": as_long(rows), "token_cols": as_long(cols), "token_ids": as_long(targets),
+        "token_segments": as_long(token_segments), "segment_rows": as_long(segment_rows),
+        "first_segments": as_long(first_segments),
+    }
+
+
 @torch.inference_mode()
 def likelihood_scores(
     model, rows: Sequence[PreparedRow], batch_tokens: int, pad_id: int, length_normalize: bool = True
@@ -94,39 +129,22 @@ def likelihood_scores(
     """Mean (or summed) log-prob of each candidate title given the prompt, candidates packed per row."""
     body, head = model.get_decoder(), model.get_output_embeddings()
     dtype = next(model.parameters()).dtype
-    packed = [pack(r.prompt_ids, r.title_ids) for r in rows]
+    device = model.device
     out: list[np.ndarray] = [np.empty(0)] * len(rows)
-    for batch in token_batches([len(p[0]) for p in packed], batch_tokens):
-        width = max(len(packed[i][0]) for i in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        positions = torch.zeros((len(batch), width), dtype=torch.long)
-        blocks = torch.full((len(batch), width), -1, dtype=torch.long)
-        # Which hidden state predicts which title token: the prompt's last state predicts each title's
-        # first token, a title's own token k-1 predicts its token k.
-        src_b, src_t, targets, segments, seg_len = [], [], [], [], []
-        for b, i in enumerate(batch):
-            seq, pos, blk = packed[i]
-            ids[b, : len(seq)] = torch.tensor(seq)
-            positions[b, : len(seq)] = torch.tensor(pos)
-            blocks[b, : len(seq)] = torch.tensor(blk)
-            last_prompt = start = len(rows[i].prompt_ids) - 1
-            for title in rows[i].title_ids:
-                src_b += [b] * len(title)
-                src_t += [last_prompt] + list(range(start + 1, start + len(title)))
-                targets += title
-                segments += [len(seg_len)] * len(title)
-                seg_len.append(len(title))
-                start += len(title)
-        device = model.device
+    lengths = [len(r.prompt_ids) + sum(len(t) for t in r.title_ids) for r in rows]
+    for batch in token_batches(lengths, batch_tokens):
+        t = packed_batch([rows[i].prompt_ids for i in batch], [rows[i].title_ids for i in batch], pad_id)
         hidden = body(
-            input_ids=ids.to(device),
-            attention_mask=block_mask(blocks.to(device), dtype),
-            position_ids=positions.to(device),
+            input_ids=t["input_ids"].to(device),
+            attention_mask=block_mask(t["blocks"].to(device), dtype),
+            position_ids=t["position_ids"].to(device),
             use_cache=False,
         ).last_hidden_state
-        logits = head(hidden[torch.tensor(src_b, device=device), torch.tensor(src_t, device=device)]).float()
-        token_logp = logits.log_softmax(-1).gather(1, torch.tensor(targets, device=device)[:, None])[:, 0].cpu()
-        scores = _reduce(token_logp, torch.tensor(segments), len(seg_len), torch.tensor(seg_len), length_normalize)
+        logits = head(hidden[t["token_rows"].to(device), t["token_cols"].to(device)]).float()
+        token_logp = logits.log_softmax(-1).gather(1, t["token_ids"].to(device)[:, None])[:, 0].cpu()
+        n_segments = len(t["segment_rows"])
+        seg_len = torch.bincount(t["token_segments"], minlength=n_segments)
+        scores = _reduce(token_logp, t["token_segments"], n_segments, seg_len, length_normalize)
         offset = 0
         for i in batch:
             n = len(rows[i].title_ids)
