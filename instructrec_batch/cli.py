@@ -41,8 +41,9 @@ def _config(conf: list[Path] | None, overrides: list[str] | None) -> Config:
 def ingest(conf: ConfOpt = None, set_: SetOpt = None, run_date: DateOpt = None) -> None:
     """Load the configured sources (ingest.sources) into the lake's input tables."""
     from .pipeline.jobs import ingest_job
+    from .pipeline.nightly import check_run_date
 
-    ingest_job(_config(conf, set_), run_date)
+    ingest_job(_config(conf, set_), check_run_date(run_date))
 
 
 @app.command()

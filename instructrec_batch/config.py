@@ -11,16 +11,25 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InstructRecError
 
 
 class ConfigError(InstructRecError, ValueError):
     """A configuration file or override is wrong; the message names the key."""
+
+
+# Ranged types: an out-of-range value is refused at load with the key and the range in the message.
+Positive = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveFloat = Annotated[float, Field(gt=0.0)]
+NonNegativeFloat = Annotated[float, Field(ge=0.0)]
+Decay = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
 class Section(BaseModel):
@@ -57,8 +66,8 @@ class SparkConfig(Section):
 
 class RayConfig(Section):
     address: str | None = None  # None: start a local Ray; "auto": join the cluster
-    num_cpus: int | None = None
-    object_store_memory_mb: int | None = None
+    num_cpus: Positive | None = None
+    object_store_memory_mb: Positive | None = None
     include_dashboard: bool = False
 
 
@@ -84,46 +93,40 @@ class IngestConfig(Section):
         "reviews_sample",
     ]
     shared_data_dir: str = "../shared/data"
-    max_users: int | None = None  # cap users per source (seeded sample), None = all
+    max_users: Positive | None = None  # cap users per source (seeded sample), None = all
     seed: int = 13
     generic: GenericSource | None = None
-
-
-class ValidationConfig(Section):
-    max_text_chars: int = 4000  # review/intent text is capped before it enters any table downstream
-    max_title_chars: int = 300
-    max_quarantine_share: float = 0.2  # a stage fails when more than this share of an input is bad
 
 
 # ── retrieval and instructions ────────────────────────────────────────────────────────────────
 class RetrievalConfig(Section):
     method: Literal["cooccurrence", "als"] = "cooccurrence"
-    n_candidates: int = 20
-    recent_items: int = 5  # how many of the user's latest items seed co-occurrence
-    window: int = 3  # an item that follows within this many positions counts as co-occurring
-    recency_decay: float = 0.7  # weight of the k-th most recent seed item: decay**k
-    distance_decay: float = 0.6  # weight of a follower d positions later: decay**(d-1)
-    als_rank: int = 32
-    als_max_iter: int = 8
-    als_reg: float = 0.05
+    n_candidates: Annotated[int, Field(ge=1, le=20)] = 20  # 20: the candidate letters A..T (instructions.render)
+    recent_items: Positive = 5  # how many of the user's latest items seed co-occurrence
+    window: Positive = 3  # an item that follows within this many positions counts as co-occurring
+    recency_decay: Decay = 0.7  # weight of the k-th most recent seed item: decay**k
+    distance_decay: Decay = 0.6  # weight of a follower d positions later: decay**(d-1)
+    als_rank: Positive = 32
+    als_max_iter: Positive = 8
+    als_reg: NonNegativeFloat = 0.05
     seed: int = 7
     # Followers kept per seed item (strongest first): bounds the seed x follower join on popular items.
-    max_followers: int = 50
+    max_followers: Positive = 50
     # ALS proposes this many extra items per user so that dropping seen ones still leaves N.
-    als_extra: int = 50
+    als_extra: NonNegative = 50
 
 
 class InstructionsConfig(Section):
     templates_path: str | None = None  # None: the library bundled with the package
     inference_template: str | None = None  # None: the model card's best template, else the default
     seed: int = 11
-    max_prompt_tokens: int = 640
-    max_history_items: int = 20
-    max_field_chars: int = 400  # per untrusted text field inside a prompt
+    max_prompt_tokens: Annotated[int, Field(ge=64)] = 640
+    max_history_items: Positive = 20
+    max_field_chars: Positive = 400  # per untrusted text field inside a prompt
     explicit_preference: bool = True
-    max_title_chars: int = 100  # a title inside a prompt (history or candidate); keeps 20 candidates affordable
-    max_intents: int = 2  # most recent logged intents shown (inference)
-    max_review_snippets: int = 2  # liked / disliked review sentences in the explicit preference
+    max_title_chars: Positive = 100  # a title inside a prompt (history or candidate); keeps 20 candidates affordable
+    max_intents: NonNegative = 2  # most recent logged intents shown (inference)
+    max_review_snippets: NonNegative = 2  # liked / disliked review sentences in the explicit preference
 
 
 # ── model, tuning, scoring, evaluation ────────────────────────────────────────────────────────
@@ -145,97 +148,99 @@ class ModelConfig(Section):
 
 
 class TuneConfig(Section):
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_r: Positive = 16
+    lora_alpha: Positive = 32
+    lora_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.05
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    learning_rate: float = 5e-4
-    max_steps: int = 130
-    batch_size: int = 8
-    grad_accum: int = 1
-    max_tokens: int = 512
-    max_train_users: int | None = 2000
-    task_mix: dict[str, float] = {"matching": 0.7, "reranking": 0.1, "pointwise": 0.1, "pairwise": 0.1}
-    n_negatives: int = 19
+    learning_rate: PositiveFloat = 5e-4
+    max_steps: NonNegative = 130
+    batch_size: Positive = 8
+    grad_accum: Positive = 1
+    max_tokens: Annotated[int, Field(ge=64)] = 512
+    max_train_users: Positive | None = 2000
+    task_mix: dict[str, NonNegativeFloat] = {"matching": 0.7, "reranking": 0.1, "pointwise": 0.1, "pairwise": 0.1}
+    n_negatives: Positive = 19
     # Matching examples also rank their target's title against this many of their negatives' titles
     # (softmax over the likelihood scorer's scores, see model/loss.py); 0 trains the answer alone.
-    ranking_negatives: int = 7
-    ranking_weight: float = 1.0
-    ranking_temperature: float = 1.0
-    eval_every: int = 20
-    eval_users: int = 100
-    checkpoint_every: int = 20
+    ranking_negatives: NonNegative = 7
+    ranking_weight: NonNegativeFloat = 1.0
+    ranking_temperature: PositiveFloat = 1.0
+    eval_every: NonNegative = 20
+    eval_users: NonNegative = 100
+    checkpoint_every: NonNegative = 20
     # bf16 autocast is used only where bf16 matmuls beat fp32 (CUDA, or a CPU with AMX): elsewhere,
     # AVX512-BF16-only CPUs included, it is slower than fp32, so `bf16: true` means "allowed".
     bf16: bool = True
-    num_workers: int = 1  # >1: Ray Train TorchTrainer with DDP
+    num_workers: Positive = 1  # >1: Ray Train TorchTrainer with DDP
     use_gpu: bool = False
     seed: int = 5
-    time_budget_minutes: float | None = None
+    time_budget_minutes: PositiveFloat | None = None  # training steps only; validation is not counted
     # Steps are optimizer steps. `epochs`, when set, overrides max_steps with the number of steps
     # that passes over the training examples that many times (all workers together).
-    epochs: float | None = None
-    warmup_steps: int = 5
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
+    epochs: PositiveFloat | None = None
+    warmup_steps: NonNegative = 5
+    weight_decay: NonNegativeFloat = 0.0
+    max_grad_norm: PositiveFloat = 1.0
     append_eos: bool = True  # train the end-of-turn token after the answer so generation stops
-    eval_batch_size: int = 8
+    eval_batch_size: Positive = 8
     # Which scorer ranks the validation users' 1 positive + N negatives: `verbalizer` reads the answer
     # letter of reranking prompts, `likelihood` ranks candidate titles after matching prompts. Use the
     # scorer that scoring will serve the model with.
     validation_scorer: Literal["verbalizer", "likelihood"] = "likelihood"
     best_metric: str = "NDCG@10"  # validation metric (ranking_metrics key) that picks the kept adapter
-    log_every: int = 5
+    log_every: Positive = 5
     # Checkpoints (adapter, optimizer, scheduler, step, RNG) for resuming; None: <model.cache_dir>/tune/<model.name>.
     # With several nodes this must be a shared filesystem (rank 0 writes, the driver reads).
     checkpoint_dir: str | None = None
-    keep_checkpoints: int = 2
+    keep_checkpoints: Positive = 2
     resume: bool = True
 
 
 class ScoringConfig(Section):
     scorer: Literal["verbalizer", "likelihood", "naive"] = "likelihood"
-    top_k: int = 10
+    top_k: Positive = 10
     dtype: Literal["auto", "bf16", "fp32"] = "auto"
-    batch_tokens: int = 8192  # token budget of one forward batch
-    block_rows: int = 256  # rows per Ray Data block handed to an actor
-    concurrency: int = 1  # actors; one per GPU on a cluster
-    num_cpus_per_actor: float = 1.0
-    num_gpus_per_actor: float = 0.0
+    batch_tokens: Positive = 8192  # token budget of one forward batch
+    block_rows: Positive = 256  # rows per Ray Data block handed to an actor
+    concurrency: Positive = 1  # actors; one per GPU on a cluster
+    num_cpus_per_actor: PositiveFloat = 1.0
+    num_gpus_per_actor: NonNegativeFloat = 0.0
     length_normalize: bool = True  # likelihood scorer: mean log-prob per token
-    max_retries: int = 2
-    max_input_tokens: int = 2048  # a prompt longer than this (after the builder's truncation) is quarantined
-    max_title_tokens: int = 32  # likelihood/naive: a candidate title is cut to this many tokens
+    max_retries: NonNegative = 2
+    max_input_tokens: Positive = 2048  # a prompt longer than this (after the builder's truncation) is quarantined
+    max_title_tokens: Positive = 32  # likelihood/naive: a candidate title is cut to this many tokens
 
 
 class EvaluationConfig(Section):
-    n_negatives: int = 19
-    llm_users: int = 1000
+    n_negatives: Positive = 19
+    llm_users: NonNegative = 1000
     seed: int = 17
     report_dir: str = "reports"
     systems: list[str] = ["popularity", "retrieval", "sasrec", "base_zero_shot", "tuned_verbalizer", "tuned_likelihood"]
-    sasrec_epochs: int = 20
-    sasrec_dim: int = 64
-    sasrec_max_len: int = 50
-    sasrec_blocks: int = 2
-    sasrec_heads: int = 1
-    sasrec_dropout: float = 0.2
-    sasrec_lr: float = 1e-3
-    sasrec_batch_size: int = 128
+    sasrec_epochs: Positive = 20
+    sasrec_dim: Positive = 64
+    sasrec_max_len: Positive = 50
+    sasrec_blocks: Positive = 2
+    sasrec_heads: Positive = 1
+    sasrec_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+    sasrec_lr: PositiveFloat = 1e-3
+    sasrec_batch_size: Positive = 128
     protocols: list[Literal["sampled", "retrieval"]] = ["sampled", "retrieval"]
     all_users: bool = True  # also report the non-LLM systems on every test user, not only the LLM sample
     # Logged intents may be written after the held-out purchase (or from its review): off by default
     # so that no prompt can carry the answer.
     use_intents: bool = False
     template_feedback: bool = True  # rank reranking templates on validation users, record the best
-    template_users: int = 200  # validation users per template (seeded sample)
+    template_users: Positive = 200  # validation users per template (seeded sample)
     template_metric: str = "NDCG@10"  # sampled-protocol metric that picks the best template
 
 
 class GateConfig(Section):
-    min_users: int = 1
-    max_quarantine_share: float = 0.2
-    max_fallback_share: float = 0.5
+    """Data-quality gates: ingest and candidates stop, writing nothing, when they are crossed."""
+
+    min_users: NonNegative = 1
+    max_quarantine_share: Share = 0.2  # of any input table's rows
+    max_fallback_share: Share = 0.5
 
 
 class NightlyConfig(Section):
@@ -253,7 +258,6 @@ class Config(Section):
     spark: SparkConfig = SparkConfig()
     ray: RayConfig = RayConfig()
     ingest: IngestConfig = IngestConfig()
-    validation: ValidationConfig = ValidationConfig()
     retrieval: RetrievalConfig = RetrievalConfig()
     instructions: InstructionsConfig = InstructionsConfig()
     model: ModelConfig = ModelConfig()
@@ -262,6 +266,15 @@ class Config(Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     nightly: NightlyConfig = NightlyConfig()
     logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _top_k_fits(self) -> "Config":
+        if self.scoring.top_k > self.retrieval.n_candidates:
+            raise ValueError(
+                f"scoring.top_k ({self.scoring.top_k}) exceeds retrieval.n_candidates "
+                f"({self.retrieval.n_candidates}): a user is ranked over n_candidates items"
+            )
+        return self
 
     def hash(self) -> str:
         """Stable short hash of the effective config, recorded with every run."""

@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ..config import Config
-from ..errors import InstructRecError
+from ..errors import GateError, InstructRecError
 from ..lake import Lake, spark_schema, validate_inputs
 from ..lake.schemas import INTENTS
 from .amazon_games import read_games
@@ -37,10 +37,15 @@ def _sample_users(interactions: DataFrame, max_users: int | None, seed: int) -> 
     return interactions.join(users, "user_id", "left_semi")
 
 
-def load_sources(spark: SparkSession, cfg: Config) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """The union of every configured source as (items, interactions, intents) in the lake contract."""
+QUARANTINE_COLUMNS = "table_name string, reason string, row_json string"
+
+
+def load_sources(spark: SparkSession, cfg: Config) -> tuple[DataFrame, DataFrame, DataFrame, DataFrame]:
+    """The union of every configured source as (items, interactions, intents) in the lake contract,
+    plus the rows that could not enter it (table_name, reason, row_json: values that do not cast)."""
     shared = Path(cfg.ingest.shared_data_dir).expanduser()
     items_parts, inter_parts, intent_parts = [], [], []
+    bad_parts = [spark.createDataFrame([], QUARANTINE_COLUMNS)]
     for source in cfg.ingest.sources:
         if source in ("games_sample", "games_full"):
             folder = SAMPLE_DIR if source == "games_sample" else shared / "amazon-games-2018"
@@ -56,7 +61,8 @@ def load_sources(spark: SparkSession, cfg: Config) -> tuple[DataFrame, DataFrame
         else:
             if cfg.ingest.generic is None:
                 raise InstructRecError("ingest.sources has 'generic' but ingest.generic (the column mapping) is not set")
-            items, inter, intents = read_generic(spark, cfg.ingest.generic)
+            items, inter, intents, bad = read_generic(spark, cfg.ingest.generic)
+            bad_parts.append(bad)
             if intents is not None:
                 intent_parts.append(intents)
         inter = _sample_users(inter, cfg.ingest.max_users, cfg.ingest.seed)
@@ -73,21 +79,51 @@ def load_sources(spark: SparkSession, cfg: Config) -> tuple[DataFrame, DataFrame
         return out
 
     intents = union(intent_parts) if intent_parts else spark.createDataFrame([], spark_schema(INTENTS))
-    return union(items_parts), union(inter_parts), intents
+    return union(items_parts), union(inter_parts), intents, union(bad_parts)
+
+
+def check_ingest_gate(rows_read: dict[str, int], quarantined: dict[str, int], reasons: list[tuple[str, str, int]],
+                      max_share: float) -> None:
+    """Refuse an ingest that would replace items or interactions with nothing usable, or whose rows are
+    mostly quarantined: a broken export must not empty the lake that tonight's run reads."""
+    top = "; ".join(f"{table}: {reason} ({count:,})" for table, reason, count in reasons[:3]) or "none"
+    for table in ("items", "interactions"):
+        read, bad = rows_read.get(table, 0), quarantined.get(table, 0)
+        if read - bad <= 0:
+            raise GateError(
+                f"ingest refused: no usable {table} rows ({read:,} read, {bad:,} quarantined; top reasons: {top}); "
+                f"the previous snapshots are unchanged"
+            )
+        if bad / read > max_share:
+            raise GateError(
+                f"ingest refused: {bad:,} of {read:,} {table} rows ({bad / read:.0%}) would be quarantined, above "
+                f"nightly.gate.max_quarantine_share={max_share}; top reasons: {top}; the previous snapshots are unchanged"
+            )
 
 
 def run_ingest(spark: SparkSession, lake: Lake, cfg: Config) -> dict:
     """Write items, interactions and intents as new snapshots; return versions, row counts and the
-    quarantine frame (rows that later stages will set aside, with reasons)."""
-    items, interactions, intents = load_sources(spark, cfg)
+    quarantine frame (rows that later stages will set aside, with reasons, and rows that could not be
+    stored because a value does not cast). Checked before anything is replaced (check_ingest_gate)."""
+    items, interactions, intents, uncastable = load_sources(spark, cfg)
+    checked = validate_inputs(items, interactions, intents)
+    quarantine = checked.quarantine.unionByName(uncastable).cache()
+    by_reason = quarantine.groupBy("table_name", "reason").count().orderBy(F.desc("count"), "table_name", "reason").collect()
+    quarantined: dict[str, int] = {}
+    for row in by_reason:
+        quarantined[row.table_name] = quarantined.get(row.table_name, 0) + row["count"]
+    # Rows with a value that does not cast never reach the stored tables: count them as read.
+    uncast = {r.table_name: r["count"] for r in uncastable.groupBy("table_name").count().collect()}
+    read = {k: frame.count() + uncast.get(k, 0) for k, frame in (("items", items), ("interactions", interactions))}
+    check_ingest_gate(read, quarantined, [(r.table_name, r.reason, r["count"]) for r in by_reason],
+                      cfg.nightly.gate.max_quarantine_share)
     versions = {
         "items": lake.overwrite(items, "items"),
         "interactions": lake.overwrite(interactions, "interactions"),
         "intents": lake.overwrite(intents, "intents"),
     }
-    # Count and check what was stored, not the sources: what analysts see is what we report.
+    # Count what was stored, not the sources: what analysts see is what we report.
     stored = {k: lake.read(k) for k in versions}
-    checked = validate_inputs(stored["items"], stored["interactions"], stored["intents"])
     counts = {k: frame.count() for k, frame in stored.items()}
     counts["users"] = stored["interactions"].select("user_id").distinct().count()
-    return {"versions": versions, "rows": counts, "quarantine": checked.quarantine}
+    return {"versions": versions, "rows": counts, "quarantine": quarantine}

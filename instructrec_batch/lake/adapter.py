@@ -13,7 +13,9 @@ This is the only module that knows which backend is in use.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import socket
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
@@ -45,6 +47,27 @@ def delta_jars_available(spark: "SparkSession") -> bool:
         return False
 
 
+def process_owner() -> str:
+    """``host:pid`` of this process: recorded with every staging folder and running stage, so that a
+    later run can prove the writer is dead (same host, no such process) and clean up after it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_is_dead(owner: str | None) -> bool:
+    """True only when ``owner`` is a process of this host that no longer exists; another host's
+    process, or an unknown owner, is never presumed dead."""
+    host, _, pid = (owner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _partition_predicate(partition: dict[str, str]) -> str:
     for value in partition.values():
         if "'" in value:
@@ -58,6 +81,8 @@ class Lake:
     def __init__(self, cfg: LakeConfig, spark: "SparkSession | None" = None):
         self.cfg = cfg
         self.root = Path(cfg.root).expanduser().resolve()
+        if self.root.exists() and not self.root.is_dir():
+            raise InstructRecError(f"lake.root {self.root} is a file, not a folder")
         self.spark = spark
         self.backend = self._choose_backend(cfg.backend, spark)
 
@@ -220,9 +245,28 @@ class Lake:
             ) from None
         return DeltaTable(path).version()
 
+    def staging_root(self) -> Path:
+        return Path(self.cfg.staging_dir).expanduser() if self.cfg.staging_dir else self.root / "_staging"
+
+    def staging_dir(self, prefix: str) -> Path:
+        """A new per-write staging folder, named ``<prefix>@<host:pid>@<random>`` after its writer."""
+        return self.staging_root() / f"{prefix}@{process_owner()}@{uuid.uuid4().hex[:12]}"
+
+    def remove_dead_staging(self) -> list[Path]:
+        """Remove staging folders whose writer process is provably dead (killed mid-write); return them."""
+        removed = []
+        root = self.staging_root()
+        for folder in sorted(root.glob("*@*@*")) if root.exists() else []:
+            owner = folder.name.split("@")[1]
+            if owner_is_dead(owner):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        if removed:
+            log.warning("removed %d staging folders left by killed runs: %s", len(removed), [p.name for p in removed])
+        return removed
+
     def _staging_dir(self, key: str) -> Path:
-        base = Path(self.cfg.staging_dir).expanduser() if self.cfg.staging_dir else self.root / "_staging"
-        return base / f"{key}-{uuid.uuid4().hex}"
+        return self.staging_dir(key)
 
     def _need_spark(self) -> "SparkSession":
         if self.spark is None:

@@ -144,7 +144,7 @@ RUNS = TableSpec(
             ("run_id", pa.string()),
             ("run_date", pa.string()),
             ("stage", pa.string()),
-            ("status", pa.string()),  # running | succeeded | failed | skipped
+            ("status", pa.string()),  # running | succeeded | failed | skipped | abandoned
             ("started_at", ts),
             ("ended_at", ts),
             ("input_versions", pa.string()),  # JSON {table: delta version}

@@ -120,6 +120,18 @@ def _blank(col):
     return F.col(col).isNull() | (F.regexp_replace(F.col(col), r"(?U)[\s\p{C}]", "") == "")
 
 
+# An id longer than this is not an id (a pasted review, a broken export); keys stay cheap to shuffle.
+MAX_ID_CHARS = 256
+
+
+def _bad_id(col):
+    """Too long, or holding U+FFFD: the reader replaced bytes that were not UTF-8, so the stored id
+    would silently differ from the source's (a different user or item)."""
+    from pyspark.sql import functions as F
+
+    return (F.length(F.col(col)) > MAX_ID_CHARS) | F.col(col).contains("\ufffd")
+
+
 def _split(frame: "DataFrame", table: str, columns: list[str], rules: list) -> tuple["DataFrame", "DataFrame"]:
     """Apply (reason, bad_condition) rules in order; a row gets the first reason that matches.
     Clean rows keep `columns`; quarantined rows carry them as JSON."""
@@ -158,6 +170,7 @@ def validate_inputs(items: "DataFrame", interactions: "DataFrame", intents: "Dat
         item_cols,
         [
             ("null item_id", _blank("item_id")),
+            (f"malformed item_id (over {MAX_ID_CHARS} characters or not UTF-8)", _bad_id("item_id")),
             ("item has no title", _blank("title")),
             ("duplicate item_id", F.col("_dup")),
         ],
@@ -172,11 +185,15 @@ def validate_inputs(items: "DataFrame", interactions: "DataFrame", intents: "Dat
             ("null user_id", _blank("user_id")),
             ("null item_id", _blank("item_id")),
             ("null position", F.col("position").isNull()),
+            (f"malformed user_id (over {MAX_ID_CHARS} characters or not UTF-8)", _bad_id("user_id")),
+            ("negative position", F.col("position") < 0),
             ("unknown item_id (not in items, or the item was quarantined)", F.col("_known").isNull()),
             ("duplicate (user_id, position)", F.col("_dup")),
         ],
     )
     clean_intents, bad_intents = _split(
-        intents, "intents", intents.columns, [("null user_id", _blank("user_id")), ("empty intent text", _blank("text"))]
+        intents, "intents", intents.columns,
+        [("null user_id", _blank("user_id")), (f"malformed user_id (over {MAX_ID_CHARS} characters or not UTF-8)", _bad_id("user_id")),
+         ("empty intent text", _blank("text"))],
     )
     return ValidatedInputs(clean_items, clean_inter, clean_intents, bad_items.unionByName(bad_inter).unionByName(bad_intents))

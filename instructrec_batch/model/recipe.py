@@ -135,19 +135,25 @@ class TuneRecipe:
         cfg = self.cfg
         started = time.monotonic()
         earlier_seconds = self.state["train_seconds"]  # spent before a resume
+        # The budget counts training steps only: validation of a slow dataset must not eat it before
+        # the first step (it is reported separately as validation_seconds).
         budget_s = cfg.time_budget_minutes * 60 if cfg.time_budget_minutes is not None else None
+        step_seconds = 0.0
         last_eval_step = self.state["history"][-1]["step"] if self.state["history"] else None
         run_steps, run_tokens, stopped_by_budget = 0, 0, False
         if self.step == 0 and cfg.eval_every and not self.state["history"]:
             # Step 0 is the untuned base model (LoRA's B starts at zero): the card records it on the
             # same validation users, and tuning that never beats it publishes an adapter equal to it.
             self._validate()
+            last_eval_step = 0
         while self.step < self.max_steps:
-            if budget_s is not None and self._agree(time.monotonic() - started > budget_s):
+            if budget_s is not None and self._agree(step_seconds > budget_s):
                 stopped_by_budget = True
-                log.info("time budget of %.1f min reached at step %d: stopping", cfg.time_budget_minutes, self.step)
+                log.info("time budget of %.1f min of training reached at step %d: stopping", cfg.time_budget_minutes, self.step)
                 break
+            step_started = time.monotonic()
             loss, tokens = self._train_step()
+            step_seconds += time.monotonic() - step_started
             self.step += 1
             run_steps += 1
             run_tokens += tokens
@@ -163,6 +169,9 @@ class TuneRecipe:
                 self._checkpoint(time.monotonic() - started)
         if last_eval_step != self.step:
             self._validate()
+        if self.is_main and self.step == 0:
+            log.warning("NOTHING WAS TRAINED: tuning stopped at step 0 (max_steps %d, time budget %s min); the "
+                        "published adapter is the untuned base model", self.max_steps, cfg.time_budget_minutes)
         elapsed = time.monotonic() - started
         self._checkpoint(elapsed)
         if self.is_main and self.state["best"] is None:
@@ -174,7 +183,9 @@ class TuneRecipe:
             "stopped_by_budget": stopped_by_budget,
             "run_steps": run_steps,
             "run_seconds": elapsed,
-            "seconds_per_step": elapsed / run_steps if run_steps else None,
+            "seconds_per_step": step_seconds / run_steps if run_steps else None,
+            "step_seconds": step_seconds,
+            "validation_seconds": elapsed - step_seconds,
             "tokens_per_second": run_tokens / elapsed if run_steps else None,
             "peak_rss_mb": peak_rss_mb(),
             "bf16": self.bf16,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from datetime import date
 
 from ..config import Config
 from ..lake import Lake
 from ..logs import event
 from . import runs as run_records
+from .nightly import check_run_date
 from .stages import write_quarantine
 
 log = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ def ingest_job(cfg: Config, run_date: str | None = None) -> dict:
     from ..ingest import run_ingest
     from ..spark import get_spark, stop_spark
 
-    run_date = run_date or date.today().isoformat()
+    run_date = check_run_date(run_date)
     spark = get_spark(cfg.spark)
     try:
         lake = Lake(cfg.lake, spark)

@@ -7,6 +7,7 @@ two engines never hold memory at the same time on one machine.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import date
 
 from ..config import Config
@@ -18,16 +19,19 @@ from .stages import stage_candidates, stage_prompts, stage_score
 
 log = logging.getLogger(__name__)
 SPARK_STAGES = ("candidates", "prompts")
-ALL_STAGES = ("candidates", "prompts", "score")
 
 
 def check_run_date(run_date: str | None) -> str:
+    """The run date as YYYY-MM-DD, today when not given. Only that form: Python's fromisoformat also
+    takes 20261129 and ISO weeks (2026-W48-1), which would name a partition the user did not type."""
     if run_date is None:
         return date.today().isoformat()
     try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", run_date):
+            raise ValueError
         return date.fromisoformat(run_date).isoformat()
     except ValueError:
-        raise InstructRecError(f"--run-date must be YYYY-MM-DD, got {run_date!r}") from None
+        raise InstructRecError(f"--run-date must be a calendar date YYYY-MM-DD, got {run_date!r}") from None
 
 
 def run_stage(stage: str, lake: Lake, cfg: Config, run_date: str, resume: bool = False, spark=None) -> dict | None:

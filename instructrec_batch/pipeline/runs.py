@@ -2,6 +2,8 @@
 
 Two rows per stage run (status `running`, then the outcome) so that a process killed mid-stage
 still leaves a trace: a `running` row with no outcome is a crash. Readers take the newest row of a run.
+The running row names its process (``owner host:pid``); the next run of that stage marks such a row
+`abandoned` once that process is provably gone, and removes the staging folders it left.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Iterator
 from ..config import Config
 from ..errors import StageOrderError
 from ..lake import Lake
+from ..lake.adapter import owner_is_dead, process_owner
 from ..logs import event
 
 log = logging.getLogger(__name__)
@@ -25,7 +28,7 @@ log = logging.getLogger(__name__)
 # The config sections that change what a stage writes; --resume compares only those.
 STAGE_SECTIONS = {
     "ingest": ("ingest",),
-    "candidates": ("retrieval", "validation"),
+    "candidates": ("retrieval", "nightly"),
     "prompts": ("instructions", "model"),
     "score": ("scoring", "model"),
 }
@@ -135,7 +138,9 @@ def record_stage(lake: Lake, cfg: Config, run_date: str, stage: str, run_id: str
         input_versions=lake.versions(STAGE_INPUTS[stage]),
     )
     started = time.time()
-    lake.append_rows("runs", [run.row("running")])
+    mark_abandoned(lake, run_date, stage)
+    lake.remove_dead_staging()
+    lake.append_rows("runs", [run.row("running", f"owner {process_owner()}")])
     event(log, f"{stage}: started", run_date=run_date, run_id=run.run_id)
     try:
         yield run
@@ -146,6 +151,25 @@ def record_stage(lake: Lake, cfg: Config, run_date: str, stage: str, run_id: str
         raise
     lake.append_rows("runs", [run.row("succeeded", ended=True)])
     event(log, f"{stage}: succeeded in {time.time() - started:.1f}s", run_date=run_date, **run.row_counts)
+
+
+def mark_abandoned(lake: Lake, run_date: str, stage: str) -> list[str]:
+    """Append an `abandoned` outcome for each running record of (date, stage) whose process is dead."""
+    rows = latest_runs(lake, run_date, stage)
+    finished = {r["run_id"] for r in rows if r["status"] != "running"}
+    dead = [
+        r for r in rows
+        if r["status"] == "running" and r["run_id"] not in finished
+        and owner_is_dead((r["message"] or "").removeprefix("owner "))
+    ]
+    if dead:
+        lake.append_rows("runs", [
+            {**r, "status": "abandoned", "ended_at": _now(), "message": f"{r['message']} died before finishing"}
+            for r in dead
+        ])
+        log.warning("%s %s: marked %d runs abandoned (their process is gone): %s", run_date, stage, len(dead),
+                    [r["run_id"] for r in dead])
+    return [r["run_id"] for r in dead]
 
 
 def record_skip(lake: Lake, cfg: Config, run_date: str, stage: str, previous: dict) -> None:

@@ -67,7 +67,7 @@ def score_run(
         # kills its actor every time (OOM); a bounded count is worth keeping until the Ray pin moves.
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
         scored = _score_dataset(ds, sc, model_dir, run_date, model_name, model_version)
-    staging = _staging_dir(cfg, lake, run_date, run_id)
+    staging = lake.staging_dir(f"score-{run_date}")
     try:
         scored.write_parquet(str(staging))
         staged = pads.dataset(str(staging), format="parquet", schema=STAGING_SCHEMA)
@@ -129,11 +129,6 @@ def _score_dataset(ds, sc, model_dir: str, run_date: str, model_name: str, model
         max_restarts=sc.max_retries,
         max_task_retries=sc.max_retries,
     )
-
-
-def _staging_dir(cfg: Config, lake: Lake, run_date: str, run_id: str) -> Path:
-    base = Path(cfg.lake.staging_dir).expanduser() if cfg.lake.staging_dir else lake.root / "_staging"
-    return base / f"score-{run_date}-{run_id}"
 
 
 def _counts(staged: pads.Dataset) -> dict:

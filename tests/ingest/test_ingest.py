@@ -9,7 +9,7 @@ from instructrec_batch.ingest.job import SAMPLE_DIR
 
 def test_games_sample_keeps_order_as_position(spark):
     cfg = load_config(overrides=["ingest.sources=[games_sample]", "ingest.max_users=null"])
-    items, inter, intents = load_sources(spark, cfg)
+    items, inter, intents, _ = load_sources(spark, cfg)
     first = SAMPLE_DIR.joinpath("games_sequences.tsv").read_text().splitlines()[1].split("\t")
     asin = {line.split("\t")[0]: line.split("\t")[1] for line in SAMPLE_DIR.joinpath("games_items.tsv").read_text().splitlines()[1:]}
     rows = inter.where(f"user_id = '{first[1]}'").orderBy("position").collect()
@@ -20,7 +20,7 @@ def test_games_sample_keeps_order_as_position(spark):
 
 def test_reviews_jsonl_become_interactions_with_text(spark):
     cfg = load_config(overrides=["ingest.sources=[reviews_sample]", "ingest.max_users=null"])
-    items, inter, _ = load_sources(spark, cfg)
+    items, inter, _, _ = load_sources(spark, cfg)
     row = inter.where("review_text is not null").orderBy("user_id", "position").first()
     assert row.rating is not None and row.event_ts is not None
     # positions follow time within each user
