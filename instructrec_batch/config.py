@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InstructRecError
 
@@ -193,6 +193,11 @@ class TuneConfig(Section):
     # With several nodes this must be a shared filesystem (rank 0 writes, the driver reads).
     checkpoint_dir: str | None = None
     keep_checkpoints: Positive = 2
+    # Score fusion (model/fusion.py), fitted after training on this many seeded validation users in
+    # the retrieval protocol (only those whose item the retriever found need a model pass); 0: no fit.
+    fusion_users: NonNegative = 3000
+    fusion_rank_weights: list[NonNegativeFloat] = [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 100.0]
+    fusion_popularity_weights: list[NonNegativeFloat] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0]
     resume: bool = True
 
 
@@ -209,6 +214,9 @@ class ScoringConfig(Section):
     max_retries: NonNegative = 2
     max_input_tokens: Positive = 2048  # a prompt longer than this (after the builder's truncation) is quarantined
     max_title_tokens: Positive = 32  # likelihood/naive: a candidate title is cut to this many tokens
+    # model_card: the served score fuses the model's score with the candidate's retrieval rank and
+    # popularity using the weights the tune job fitted (model/fusion.py); none: the model's score alone.
+    fusion: Literal["model_card", "none"] = "model_card"
 
 
 class EvaluationConfig(Section):
@@ -216,7 +224,8 @@ class EvaluationConfig(Section):
     llm_users: NonNegative = 1000
     seed: int = 17
     report_dir: str = "reports"
-    systems: list[str] = ["popularity", "retrieval", "sasrec", "base_zero_shot", "tuned_verbalizer", "tuned_likelihood"]
+    systems: list[str] = ["popularity", "retrieval", "sasrec", "base_zero_shot", "tuned_verbalizer", "tuned_likelihood",
+                          "tuned_fused"]
     sasrec_epochs: Positive = 20
     sasrec_dim: Positive = 64
     sasrec_max_len: Positive = 50
@@ -266,15 +275,6 @@ class Config(Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     nightly: NightlyConfig = NightlyConfig()
     logging: LoggingConfig = LoggingConfig()
-
-    @model_validator(mode="after")
-    def _top_k_fits(self) -> "Config":
-        if self.scoring.top_k > self.retrieval.n_candidates:
-            raise ValueError(
-                f"scoring.top_k ({self.scoring.top_k}) exceeds retrieval.n_candidates "
-                f"({self.retrieval.n_candidates}): a user is ranked over n_candidates items"
-            )
-        return self
 
     def hash(self) -> str:
         """Stable short hash of the effective config, recorded with every run."""

@@ -29,10 +29,12 @@ import pyarrow as pa
 
 from ..config import Config
 from ..errors import InstructRecError, ModelNotFoundError
+from ..model.fusion import FusionParams
 from ..instructions.templates import SCORER_FORMS
 from ..lake import Lake
 from .baselines import fit_sasrec, item_popularity, popularity_scores, retrieval_order_scores, sasrec_eval_scores
-from .metrics import ranking_metrics
+from .fusion import fused_matrix, paired_bootstrap_ci, per_user_ndcg
+from .metrics import ranking_metrics, target_ranks
 from .protocols import EvalSet, Split, leave_one_out_split, retrieval_set, sample_users, sampled_set
 from .report import write_report
 from .sasrec import SASRecParams
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NON_LLM = ("popularity", "retrieval", "sasrec")
-LLM = ("base_zero_shot", "tuned_verbalizer", "tuned_likelihood")
+LLM = ("base_zero_shot", "tuned_verbalizer", "tuned_likelihood", "tuned_fused")
 
 # What each protocol reports (the issue's lists; MRR is kept for both as a threshold-free summary).
 PROTOCOL_METRICS = {
@@ -88,6 +90,42 @@ def rows_on(eval_set: EvalSet, scores: np.ndarray, system: str, populations: dic
                       eval_set.target_index[keep], eval_set.targets[keep])
         out += metric_rows(sub, scores[keep], system, population)
     return out
+
+
+def per_user_table(matrices: dict, users: np.ndarray) -> pd.DataFrame:
+    """protocol, system, user_id, target_rank, NDCG@10 of every stored system on the given users:
+    the per-user values the paired confidence intervals are computed from (kept in the report)."""
+    parts = []
+    for (protocol, system), (es, scores) in sorted(matrices.items()):
+        keep = np.isin(es.user_ids, users)
+        parts.append(pd.DataFrame({
+            "protocol": protocol, "system": system, "user_id": es.user_ids[keep],
+            "target_rank": target_ranks(scores[keep], es.target_index[keep]),
+            "NDCG@10": per_user_ndcg(scores[keep], es.target_index[keep]),
+        }))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+SERVED_SYSTEMS = ("tuned_fused", "tuned_likelihood")
+
+
+def paired_notes(per_user: pd.DataFrame, seed: int) -> list[str]:
+    """For the served system (fused when evaluated, else model-only): its paired NDCG@10 difference to
+    every other system on the same users, with a bootstrap 95% CI."""
+    notes = []
+    if per_user.empty:
+        return notes
+    for protocol, group in per_user.groupby("protocol", sort=True):
+        wide = group.pivot(index="user_id", columns="system", values="NDCG@10")
+        served = next((s for s in SERVED_SYSTEMS if s in wide.columns), None)
+        if served is None:
+            continue
+        for other in sorted(c for c in wide.columns if c != served):
+            mean, lo, hi = paired_bootstrap_ci(wide[served].to_numpy(), wide[other].to_numpy(), seed=seed)
+            verdict = "above" if lo > 0 else ("below" if hi < 0 else "not distinguishable from")
+            notes.append(f"{protocol}: NDCG@10 {served} - {other} = {mean:+.4f} (95% CI {lo:+.4f} .. {hi:+.4f}, "
+                         f"{len(wide)} paired users): {verdict} {other}")
+    return notes
 
 
 def check_split_agrees(split: Split, spark_targets: pd.DataFrame) -> None:
@@ -168,21 +206,25 @@ def run_evaluate(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
     if e.all_users:
         populations["all"] = test.user_ids
     rows: list[dict] = []
+    matrices: dict[tuple[str, str], tuple[EvalSet, np.ndarray]] = {}  # (protocol, system) -> scores
 
     # ── non-LLM systems (every test user) ──
     if "popularity" in e.systems:
         popularity = item_popularity(test.histories)
-        for es in sets.values():
-            rows += rows_on(es, popularity_scores(es, popularity), "popularity", populations)
+        for protocol, es in sets.items():
+            matrices[protocol, "popularity"] = (es, popularity_scores(es, popularity))
+            rows += rows_on(es, matrices[protocol, "popularity"][1], "popularity", populations)
     if "retrieval" in e.systems and "retrieval" in sets:
-        rows += rows_on(sets["retrieval"], retrieval_order_scores(sets["retrieval"]), "retrieval", populations)
+        matrices["retrieval", "retrieval"] = (sets["retrieval"], retrieval_order_scores(sets["retrieval"]))
+        rows += rows_on(sets["retrieval"], matrices["retrieval", "retrieval"][1], "retrieval", populations)
     if "sasrec" in e.systems:
         with _timed(timings, "sasrec train"):
             model, index, losses = fit_sasrec(test, catalogue, sasrec_params(cfg))
         notes.append(f"SASRec loss by epoch: {losses[0]:.3f} → {losses[-1]:.3f} ({len(losses)} epochs)")
         with _timed(timings, "sasrec score"):
-            for es in sets.values():
-                rows += rows_on(es, sasrec_eval_scores((model, index), test, es), "sasrec", populations)
+            for protocol, es in sets.items():
+                matrices[protocol, "sasrec"] = (es, sasrec_eval_scores((model, index), test, es))
+                rows += rows_on(es, matrices[protocol, "sasrec"][1], "sasrec", populations)
 
     # ── LLM systems (the seeded sample) ──
     best_template, model_version = None, None
@@ -190,7 +232,7 @@ def run_evaluate(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
     if wanted_llm:
         best_template, model_version, llm_rows = _llm_systems(
             spark, cfg, interactions, history, items, intents, inter_pd, catalogue, test, sets, llm_users,
-            wanted_llm, timings, notes,
+            wanted_llm, timings, notes, matrices,
         )
         rows += llm_rows
 
@@ -209,7 +251,12 @@ def run_evaluate(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
         "eval_runs version": str(version),
         "ties": "pessimistic: the target ranks after every candidate with an equal score",
     }
-    report = write_report(cfg.resolve(e.report_dir) / run_id, results, header, notes, timings)
+    report_dir = cfg.resolve(e.report_dir) / run_id
+    per_user = per_user_table(matrices, llm_users)
+    notes += paired_notes(per_user, e.seed)
+    report = write_report(report_dir, results, header, notes, timings)
+    if len(per_user):
+        per_user.to_parquet(report_dir / "per_user.parquet", index=False)
     log.info("evaluation %s: %d rows in eval_runs (version %s), report %s", run_id, len(table), version, report)
     return EvalResult(run_id, table, report, best_template, version, notes)
 
@@ -245,7 +292,7 @@ def _eval_runs_rows(results: pd.DataFrame, run_id: str, cfg: Config, versions: d
 
 
 def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, catalogue, test, sets, llm_users,
-                 wanted, timings, notes):
+                 wanted, timings, notes, matrices):
     """Template feedback, then the LLM rows; returns (tuned model's best template, its label, rows)."""
     from ..instructions import load_template_library
     from ..model.base import base_model_dir
@@ -279,6 +326,10 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
                     template_feedback={r["system"]: r["value"] for r in feedback_rows if r["metric"] == e.template_metric})
         notes.append(f"template feedback: {best} recorded as best_template_id in {label}'s model card")
 
+    fusion = FusionParams.from_card(tuned.card.get("fusion")) if tuned else None
+    if "tuned_fused" in wanted and fusion is None:
+        notes.append(f"tuned_fused skipped: {label or 'no tuned model'} has no fitted fusion in its card (the tune job fits it)")
+        wanted = [s for s in wanted if s != "tuned_fused"]
     base = load_model(cfg.model.base.name, base_model_dir(cfg.model), cfg) if "base_zero_shot" in wanted else None
     sample = {"llm_sample": llm_users}
     plan = [("base_zero_shot", base, _served_scorer(cfg)), ("tuned_verbalizer", tuned_model, "verbalizer"),
@@ -286,8 +337,10 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
     # What scoring would serve each scorer: a pinned template, else the tuned model's best one in the
     # scorer's form, else the library default in that form (so a scorer never reads the other's prompts).
     library = load_template_library(cfg.instructions.templates_path)
+    # Fused scores start from the tuned model's likelihood scores, so fusion needs that system's run.
+    needs = {system for system, _, _ in plan if system in wanted or (system == "tuned_likelihood" and "tuned_fused" in wanted)}
     templates = {scorer: library.serving_template(scorer, cfg.instructions.inference_template, best)
-                 for system, _, scorer in plan if system in wanted}
+                 for system, _, scorer in plan if system in needs}
     for protocol, es in sets.items():
         sub = es.subset(llm_users)
         # A user whose target retrieval missed scores zero on every metric whatever the order, so the
@@ -301,12 +354,19 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
             with _timed(timings, f"{protocol} prompts {template}"):
                 prompts[template] = build_eval_prompts(spark, history, items, intents, scorable, tokenizer_dir, cfg, template)
         for system, loaded, scorer in plan:
-            if system in wanted:
+            if system in needs:
                 with _timed(timings, f"{protocol} {system}"):
                     own = prompts.get(templates[scorer])
                     part = llm_scores(scorable, own, loaded, scorer, cfg) if own is not None else None
                     scores = _scores_for(sub, scorable, part)
-                    rows += rows_on(sub, scores, system, sample)
+                    matrices[protocol, system] = (sub, scores)
+                    if system in wanted:
+                        rows += rows_on(sub, scores, system, sample)
+        if "tuned_fused" in wanted:
+            # Exactly the card's weights, the features the prompts stage gives serving (model/fusion.py).
+            fused = fused_matrix(sub, matrices[protocol, "tuned_likelihood"][1], test.histories, fusion)
+            matrices[protocol, "tuned_fused"] = (sub, fused)
+            rows += rows_on(sub, fused, "tuned_fused", sample)
     notes.append("prompts by scorer: " + ", ".join(f"{scorer} {t}" for scorer, t in sorted(templates.items())))
     return best, label, rows
 

@@ -1,4 +1,6 @@
-"""Inference prompts for the nightly job: one reranking prompt per user, rendered inside Spark."""
+"""Inference prompts for the nightly job: one prompt per user (reranking or matching form, whichever the
+served scorer reads), rendered inside Spark, with each candidate's retrieval rank and popularity for
+score fusion."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from pyspark.sql import functions as F
 
 from ..config import InstructionsConfig
 from ..lake.schemas import PROMPTS, spark_schema
+from ..retrieval.popularity import item_popularity
 from . import fields
 from .preference import explicit_preferences, recent_intents, recent_titles, titled
 from .render import LETTERS, ModelInput, fit_history, tokenizer_for
@@ -59,12 +62,14 @@ def render_user(
     """One prompts row for one user (a pandas row of the assembled per-user frame)."""
     wrap = wrap or ModelInput(tokenizer, library.preamble)
     ids, titles = _as_list(row.cand_ids), _as_list(row.cand_titles)
+    ranks, popularity = _as_list(row.cand_ranks), _as_list(row.cand_popularity)
     history = _as_list(row.history_titles)
     clean_titles = [fields.clean_value(t, cfg.max_title_chars) or "" for t in titles]
     if not history:  # no history: nothing to ask the model; popularity order as is
         return dict(
             user_id=row.user_id, template_id=None, prompt=None, candidate_item_ids=ids,
             candidate_letters=list(LETTERS[: len(ids)]), candidate_titles=clean_titles,
+            candidate_retrieval_ranks=ranks, candidate_popularity=popularity,
             n_prompt_tokens=None, n_history_items=0, is_fallback=True,
         )
     order = shuffled_order(len(ids), cfg.seed, row.user_id)
@@ -89,17 +94,27 @@ def render_user(
     return dict(
         user_id=row.user_id, template_id=tpl.id, prompt=prompt,
         candidate_item_ids=[ids[i] for i in order], candidate_letters=letters,
-        candidate_titles=[clean_titles[i] for i in order], n_prompt_tokens=n_tokens,
+        candidate_titles=[clean_titles[i] for i in order],
+        candidate_retrieval_ranks=[ranks[i] for i in order], candidate_popularity=[popularity[i] for i in order],
+        n_prompt_tokens=n_tokens,
         n_history_items=n_kept if "history" in tpl.placeholders else 0, is_fallback=False,
     )
 
 
-def assemble_users(interactions, items, candidates, intents, cfg: InstructionsConfig) -> DataFrame:
-    """One row per candidate user with everything a prompt needs, as arrays (Spark does the joins)."""
-    cands = titled(candidates.select("user_id", "item_id", "retrieval_rank"), items)
+def assemble_users(interactions, items, candidates, intents, cfg: InstructionsConfig,
+                   popularity: DataFrame | None = None) -> DataFrame:
+    """One row per candidate user with everything a prompt needs, as arrays (Spark does the joins).
+    ``popularity`` (item_id, pop_score) defaults to the share of ``interactions``' users per item."""
+    popularity = item_popularity(interactions) if popularity is None else popularity
+    cands = titled(candidates.select("user_id", "item_id", "retrieval_rank"), items).join(
+        popularity.select("item_id", "pop_score"), "item_id", "left"
+    ).fillna(0.0, subset=["pop_score"])
     per_user = cands.groupBy("user_id").agg(
-        F.sort_array(F.collect_list(F.struct("retrieval_rank", "item_id", "title"))).alias("c")
-    ).select("user_id", F.col("c.item_id").alias("cand_ids"), F.col("c.title").alias("cand_titles"))
+        F.sort_array(F.collect_list(F.struct("retrieval_rank", "item_id", "title", "pop_score"))).alias("c")
+    ).select(
+        "user_id", F.col("c.item_id").alias("cand_ids"), F.col("c.title").alias("cand_titles"),
+        F.col("c.retrieval_rank").alias("cand_ranks"), F.col("c.pop_score").alias("cand_popularity"),
+    )
     frame = per_user.join(recent_titles(interactions, items, cfg.max_history_items), "user_id", "left")
     prefs = explicit_preferences(interactions, items, cfg).withColumn("has_reviews", F.lit(True))
     frame = frame.join(prefs, "user_id", "left")
@@ -119,6 +134,7 @@ def build_prompts(
     tokenizer_dir: str,
     cfg: InstructionsConfig,
     template_id: str | None = None,
+    popularity: DataFrame | None = None,
 ) -> DataFrame:
     """One row per user in `candidates`: the PROMPTS columns except run_date (see module docstring).
 
@@ -132,7 +148,7 @@ def build_prompts(
         raise TemplateError(
             f"template {chosen.id} is {chosen.task_form}; inference prompts (one row per user) take {INFERENCE_FORMS}"
         )
-    frame = assemble_users(interactions, items, candidates, intents, cfg)
+    frame = assemble_users(interactions, items, candidates, intents, cfg, popularity)
     budget, tokenizer_dir = cfg.max_prompt_tokens, str(tokenizer_dir)
 
     def render_batches(batches):

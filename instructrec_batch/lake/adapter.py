@@ -208,7 +208,8 @@ class Lake:
             if spec.partition_by:
                 writer = writer.partitionBy(*spec.partition_by)
             if partition:
-                writer = writer.option("replaceWhere", _partition_predicate(partition))
+                # A column added to the contract (e.g. prompts' fusion features) joins the table.
+                writer = writer.option("replaceWhere", _partition_predicate(partition)).option("mergeSchema", "true")
             writer.save(self.path(key))
             return self.version(key)
         staging = self._staging_dir(key)
@@ -237,6 +238,9 @@ class Lake:
                 mode=mode,
                 partition_by=list(spec.partition_by) or None,
                 predicate=predicate,
+                # A partition replace may bring a column the contract gained since older partitions
+                # were written: merge it into the table schema (older rows read it as null).
+                schema_mode="merge" if predicate else None,
             )
         except CommitFailedError as exc:
             raise ConcurrentRunError(

@@ -92,6 +92,10 @@ PROMPTS = TableSpec(
             ("candidate_item_ids", pa.list_(pa.string())),
             ("candidate_letters", pa.list_(pa.string())),
             ("candidate_titles", pa.list_(pa.string())),
+            # Aligned with candidate_item_ids: what score fusion reads (model/fusion.py). Absent in
+            # partitions written before fusion existed; they read as nulls and are scored model-only.
+            ("candidate_retrieval_ranks", pa.list_(pa.int32())),
+            ("candidate_popularity", pa.list_(pa.float64())),
             ("n_prompt_tokens", pa.int32()),
             ("n_history_items", pa.int32()),
             ("is_fallback", pa.bool_()),

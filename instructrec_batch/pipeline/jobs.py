@@ -77,20 +77,34 @@ def build_tuning_examples(spark, lake: Lake, cfg: Config):
 
 
 def tune_job(cfg: Config):
+    from ..evaluation.fusion import fit_fusion_for_model, fusion_validation_set
     from ..instructions import load_template_library
+    from ..model.base import base_model_dir
+    from ..model.registry import update_card
     from ..model.tuning import run_tune
     from ..spark import get_spark, stop_spark
+    from .stages import read_validated_inputs
 
     spark = get_spark(cfg.spark)
     try:
         lake = Lake(cfg.lake, spark)
         versions = lake.versions(("items", "interactions", "intents"))
         train, val = build_tuning_examples(spark, lake, cfg)
+        checked = read_validated_inputs(lake)
+        fusion_data = fusion_validation_set(spark, checked.interactions, checked.items, checked.intents,
+                                            str(base_model_dir(cfg.model)), cfg)
     finally:
         stop_spark(spark)  # free the JVM and its memory before training
     event(log, "tune: examples built", train=len(train), validation=len(val))
     library = load_template_library(cfg.instructions.templates_path)
     version = run_tune(train, val, cfg, data_versions=versions, template_version=library.version)
+    if fusion_data is not None:
+        params, record = fit_fusion_for_model(str(version.merged_dir), fusion_data, cfg)
+        version = update_card(cfg.model, version.name, version.version, fusion=params.to_card(), fusion_fit=record)
+        print(f"fusion fitted on {record['users']} validation users ({record['users_with_item_retrieved']} with "
+              f"their item retrieved): NDCG@10 retrieval order {record['ndcg@10_retrieval_order']:.4f}, "
+              f"model only {record['ndcg@10_model_only']:.4f}, fused {record['ndcg@10_fused']:.4f} "
+              f"(rank weight {params.rank_weight}, popularity weight {params.popularity_weight})")
     print(f"published model {version.name}/{version.version} at {version.path}")
     return version
 

@@ -26,6 +26,7 @@ class ModelChoice:
     version: str
     model_dir: str
     best_template_id: str | None
+    fusion: dict | None = None  # the card's fitted score fusion (model/fusion.py), None: model-only
 
 
 def choose_model(cfg: Config, required: bool) -> ModelChoice:
@@ -37,7 +38,8 @@ def choose_model(cfg: Config, required: bool) -> ModelChoice:
         return ModelChoice(cfg.model.base.name, "base", str(base_model_dir(cfg.model)), None)
     try:
         mv = resolve(cfg.model)
-        return ModelChoice(mv.name, mv.version, str(mv.merged_dir), (mv.card or {}).get("best_template_id"))
+        card = mv.card or {}
+        return ModelChoice(mv.name, mv.version, str(mv.merged_dir), card.get("best_template_id"), card.get("fusion"))
     except ModelNotFoundError:
         if required:
             raise
@@ -132,7 +134,9 @@ def stage_score(lake: Lake, cfg: Config, run: StageRun) -> dict:
     model = choose_model(cfg, required=True)
     run.model_version = f"{model.name}/{model.version}"
     with ray_session(cfg.ray):
-        summary = score_run(cfg, lake, run.run_date, model.model_dir, model.name, model.version, run_id=run.run_id)
+        fusion = model.fusion if cfg.scoring.fusion == "model_card" else None
+        summary = score_run(cfg, lake, run.run_date, model.model_dir, model.name, model.version, run_id=run.run_id,
+                            fusion=fusion)
     run.row_counts = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
     run.quarantine_count = int(summary.get("quarantined_rows", 0))
     return summary

@@ -13,6 +13,7 @@ import logging
 import pyarrow as pa
 
 from ..lake.schemas import RECOMMENDATIONS
+from ..model.fusion import FusionParams, fuse
 from .frame import rank_candidates, score_records
 from .rows import RowPreparer
 
@@ -41,6 +42,20 @@ def load_scoring_model(model_dir: str, dtype: str = "auto", device: str | None =
     return load_causal_lm(model_dir, dtype=dtype, device=device), load_tokenizer(model_dir), dtype
 
 
+def fused_scores(record: dict, model_scores, params: FusionParams | None):
+    """The served scores of one prompts row: the model's, fused with the row's retrieval ranks and item
+    popularity when the model card has fitted fusion weights (rows without those columns: model-only)."""
+    import numpy as np
+
+    ranks, popularity = record.get("candidate_retrieval_ranks"), record.get("candidate_popularity")
+    n = len(model_scores)
+    if params is None or ranks is None or popularity is None or len(ranks) != n or len(popularity) != n:
+        return model_scores
+    ranks = np.array([np.nan if r is None else r for r in ranks], dtype=np.float64)
+    popularity = np.array([np.nan if p is None else p for p in popularity], dtype=np.float64)
+    return fuse(model_scores, ranks, popularity, params)
+
+
 class ScoringActor:
     """Callable class for ``Dataset.map_batches``: pyarrow batch of prompts rows in, staging rows out."""
 
@@ -55,6 +70,7 @@ class ScoringActor:
         batch_tokens: int = 8192,
         length_normalize: bool = True,
         top_k: int = 10,
+        fusion: dict | None = None,
         max_input_tokens: int = 2048,
         max_title_tokens: int = 32,
         num_threads: int | None = None,
@@ -68,6 +84,7 @@ class ScoringActor:
         self.preparer = RowPreparer(tokenizer, scorer, max_input_tokens, max_title_tokens)
         self.constants = {"run_date": run_date, "model_name": model_name, "model_version": model_version, "scorer": scorer}
         self.batch_tokens, self.length_normalize, self.k = batch_tokens, length_normalize, top_k
+        self.fusion = FusionParams.from_card(fusion)
         log.info("scoring actor ready: %s, scorer=%s, dtype=%s", model_dir, scorer, self.dtype)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -78,7 +95,8 @@ class ScoringActor:
                 out.append(self._quarantine_row(result.record, result.error))
                 continue
             row = result.row
-            for rank, item_id, score in rank_candidates(row.item_ids, result.scores, self.k):
+            scores = result.scores if row.is_fallback else fused_scores(result.record, result.scores, self.fusion)
+            for rank, item_id, score in rank_candidates(row.item_ids, scores, self.k):
                 out.append(
                     {
                         **self.constants,

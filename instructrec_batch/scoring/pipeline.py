@@ -34,6 +34,8 @@ PROMPT_COLUMNS = [
     "candidate_item_ids",
     "candidate_letters",
     "candidate_titles",
+    "candidate_retrieval_ranks",
+    "candidate_popularity",
     "n_prompt_tokens",
     "is_fallback",
 ]
@@ -47,15 +49,19 @@ def score_run(
     model_name: str,
     model_version: str,
     run_id: str | None = None,
+    fusion: dict | None = None,
 ) -> dict:
     """Score every user of ``run_date`` and replace that date's recommendations. Needs Ray running
-    (``ray_session``). Returns the run summary."""
+    (``ray_session``). ``fusion``: the model card's fitted fusion weights, None for model-only scores.
+    Returns the run summary."""
     import ray
 
     started = time.time()
     run_id = run_id or uuid.uuid4().hex[:12]
     sc = cfg.scoring
-    prompts = lake.read_arrow("prompts", partition={"run_date": run_date}, columns=PROMPT_COLUMNS)
+    stored = set(lake.delta_table("prompts").schema().to_arrow().names)
+    # Partitions written before a column existed lack it; the actor treats an absent column as nulls.
+    prompts = lake.read_arrow("prompts", partition={"run_date": run_date}, columns=[c for c in PROMPT_COLUMNS if c in stored])
     if prompts.num_rows == 0:
         raise StageOrderError(f"no prompts for run_date {run_date} in {lake.path('prompts')}: run build_prompts first")
     # The driver reads one date's prompts (a few MB per thousand users) and hands blocks to the actors;
@@ -66,7 +72,7 @@ def score_run(
         # **ray_remote_args. Ray Data's default is unbounded retries, which loops forever on a block that
         # kills its actor every time (OOM); a bounded count is worth keeping until the Ray pin moves.
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-        scored = _score_dataset(ds, sc, model_dir, run_date, model_name, model_version)
+        scored = _score_dataset(ds, sc, model_dir, run_date, model_name, model_version, fusion)
     staging = lake.staging_dir(f"score-{run_date}")
     try:
         scored.write_parquet(str(staging))
@@ -83,6 +89,7 @@ def score_run(
         "scorer": sc.scorer,
         "model_name": model_name,
         "model_version": model_version,
+        "fusion": fusion,
         "users": counts["users"],
         "fallback_users": counts["fallback_users"],
         "quarantined_rows": counts["quarantined_rows"],
@@ -96,7 +103,7 @@ def score_run(
     return summary
 
 
-def _score_dataset(ds, sc, model_dir: str, run_date: str, model_name: str, model_version: str):
+def _score_dataset(ds, sc, model_dir: str, run_date: str, model_name: str, model_version: str, fusion: dict | None):
     """The lazy Ray Data plan: blocks of prompts rows through a pool of scoring actors."""
     import ray
 
@@ -112,6 +119,7 @@ def _score_dataset(ds, sc, model_dir: str, run_date: str, model_name: str, model
             "batch_tokens": sc.batch_tokens,
             "length_normalize": sc.length_normalize,
             "top_k": sc.top_k,
+            "fusion": fusion,
             "max_input_tokens": sc.max_input_tokens,
             "max_title_tokens": sc.max_title_tokens,
             "num_threads": max(1, int(sc.num_cpus_per_actor)),

@@ -148,13 +148,6 @@ def test_out_of_range_config_is_refused_at_load_naming_the_key(override, key):
         load_config(overrides=[override])
 
 
-def test_top_k_above_the_candidates_is_refused():
-    from instructrec_batch.config import ConfigError
-
-    with pytest.raises(ConfigError, match="scoring.top_k \\(25\\) exceeds retrieval.n_candidates \\(20\\)"):
-        load_config(overrides=["scoring.top_k=25"])
-
-
 # ── 6. run dates ────────────────────────────────────────────────────────────────────────────────
 @pytest.mark.parametrize("value", ["../../etc' OR '1'='1", "20261129", "2026-W48-1", "2026-02-30"])
 def test_run_date_must_be_a_calendar_date(value):

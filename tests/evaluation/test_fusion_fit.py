@@ -1,0 +1,35 @@
+"""Fitting fusion and judging it: per-user NDCG, the paired bootstrap CI, the grid."""
+
+import numpy as np
+
+from instructrec_batch.evaluation.fusion import fit_fusion, paired_bootstrap_ci, per_user_ndcg
+from instructrec_batch.evaluation.metrics import ranking_metrics
+
+
+def test_per_user_ndcg_averages_to_the_evaluation_metric():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(200, 20))
+    scores[rng.random((200, 20)) < 0.1] = 1.0  # ties: the pessimistic rule applies to both
+    target = rng.integers(-1, 20, size=200)
+    assert np.isclose(per_user_ndcg(scores, target).mean(), ranking_metrics(scores, target, ndcg_ks=(10,))["NDCG@10"])
+
+
+def test_paired_bootstrap_ci_on_a_hand_made_example():
+    a = np.array([1.0, 0.5, 0.0, 1.0])
+    mean, lo, hi = paired_bootstrap_ci(a, a - 0.25)  # a constant difference: no spread at all
+    assert (mean, lo, hi) == (0.25, 0.25, 0.25)
+    b = np.zeros(400)
+    a = np.r_[np.ones(200), -np.ones(200)] * 0.1  # mean 0, sd 0.1: CI about +-1.96 * 0.1 / 20
+    mean, lo, hi = paired_bootstrap_ci(a, b, n_resamples=4000, seed=1)
+    assert mean == 0.0 and -0.012 < lo < -0.008 and 0.008 < hi < 0.012
+
+
+def test_the_grid_keeps_the_retriever_order_when_the_model_is_noise():
+    rng = np.random.default_rng(3)
+    n, c = 300, 20
+    model = rng.normal(size=(n, c))
+    ranks = np.tile(np.arange(1, c + 1, dtype=float), (n, 1))
+    target = np.minimum(rng.geometric(0.4, size=n) - 1, c - 1)  # the retriever's head holds most targets
+    params, grid = fit_fusion(model, ranks, np.zeros((n, c)), target, [0.0, 1.0, 100.0], [0.0])
+    assert params.rank_weight == 100.0 and len(grid) == 3
+    assert grid.set_index("rank_weight")["ndcg"][100.0] > grid.set_index("rank_weight")["ndcg"][0.0]
