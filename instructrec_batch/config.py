@@ -160,6 +160,12 @@ class TuneConfig(Section):
     max_train_users: Positive | None = 2000
     task_mix: dict[str, NonNegativeFloat] = {"matching": 0.7, "reranking": 0.1, "pointwise": 0.1, "pairwise": 0.1}
     n_negatives: Positive = 19
+    # Training negatives as serving sees them: this share comes from the retrieval stage run on the
+    # user's history before the target (same code and config as the candidates stage), the rest are
+    # random items, uniform or popularity-weighted. Validation keeps uniform negatives (the sampled
+    # protocol the card reports).
+    retrieval_negative_share: Share = 0.0
+    negative_sampling: Literal["uniform", "popularity"] = "uniform"
     # Matching examples also rank their target's title against this many of their negatives' titles
     # (softmax over the likelihood scorer's scores, see model/loss.py); 0 trains the answer alone.
     ranking_negatives: NonNegative = 7

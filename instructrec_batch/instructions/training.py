@@ -39,18 +39,33 @@ def _as_list(value) -> list:
     return [] if value is None else list(value)
 
 
-def sample_negatives(rng: random.Random, catalogue: list[str], exclude: set[str], n: int) -> list[str]:
-    """n distinct items outside `exclude` (rejection sampling: histories are tiny next to catalogues)."""
+def sample_negatives(rng: random.Random, catalogue: list[str], exclude: set[str], n: int,
+                     cum_weights: list[float] | None = None) -> list[str]:
+    """n distinct items outside `exclude`, uniformly or by `cum_weights` (cumulative, aligned with the
+    catalogue: popularity-weighted draws). Rejection sampling: histories are tiny next to catalogues."""
     available = len(catalogue) - len(exclude & set(catalogue))
     n = min(n, max(0, available))
     picked: list[str] = []
     chosen = set(exclude)
     while len(picked) < n:
-        item = catalogue[rng.randrange(len(catalogue))]
+        if cum_weights is None:
+            item = catalogue[rng.randrange(len(catalogue))]
+        else:
+            item = rng.choices(catalogue, cum_weights=cum_weights, k=1)[0]
         if item not in chosen:
             chosen.add(item)
             picked.append(item)
     return picked
+
+
+def training_negatives(rng: random.Random, n: int, retrieved: list[str], catalogue: list[str], exclude: set[str],
+                       share: float, cum_weights: list[float] | None) -> list[str]:
+    """What serving makes the model rank: the first round(share * n) items the retrieval stage found for
+    the user's history before the target, then random items (popularity-weighted when cum_weights) for
+    the rest. `exclude` holds the target and every item of the user's sequence, before and after it."""
+    from_retrieval = [x for x in retrieved if x not in exclude][: round(share * n)]
+    rest = sample_negatives(rng, catalogue, exclude | set(from_retrieval), n - len(from_retrieval), cum_weights)
+    return from_retrieval + rest
 
 
 def _pick_form(rng: random.Random, mix: dict[str, float]) -> str:
@@ -71,7 +86,8 @@ def _pick_combo(rng: random.Random, has_history: bool, has_prefs: bool, vague: s
 
 
 def example_for(row, library: TemplateLibrary, tokenizer, wrap: ModelInput, catalogue: list[str],
-                titles: dict[str, str], cfg: InstructionsConfig, tune: TuneConfig, seed: int) -> dict:
+                titles: dict[str, str], cfg: InstructionsConfig, tune: TuneConfig, seed: int,
+                cum_weights: list[float] | None = None) -> dict:
     rng = random.Random(f"{seed}:{row.user_id}")
     target = row.target_item_id
     history = _as_list(row.history_titles)
@@ -91,26 +107,31 @@ def example_for(row, library: TemplateLibrary, tokenizer, wrap: ModelInput, cata
         # A logged query is a real one; else the target's keywords (both teach "match the query").
         intention = (fields.intention_text(logged[:1], cfg.max_field_chars) if logged and rng.random() < 0.5
                      else specific_intention(row.target_title, row.target_category, rng, cfg.max_field_chars))
-    exclude = set(_as_list(row.seen_ids)) | {target}
+    exclude = set(_as_list(row.seen_ids)) | set(_as_list(getattr(row, "later_ids", None))) | {target}
+    retrieved = _as_list(getattr(row, "retrieved_ids", None))
+
+    def negatives(n: int) -> list[str]:
+        return training_negatives(rng, n, retrieved, catalogue, exclude, tune.retrieval_negative_share, cum_weights)
+
     target_title = fields.clean_value(row.target_title, cfg.max_title_chars) or ""
     ids: list[str] = []
     letters: list[str] = []
     item = ""
     if form in ("reranking", "pairwise"):
         n_neg = tune.n_negatives if form == "reranking" else 1
-        ids = [target, *sample_negatives(rng, catalogue, exclude, n_neg)]
+        ids = [target, *negatives(n_neg)]
         rng.shuffle(ids)
         letters = list(LETTERS[: len(ids)])
         answer = letters[ids.index(target)]
     elif form == "pointwise":
         positive = rng.random() < 0.5
-        asked = target if positive else (sample_negatives(rng, catalogue, exclude, 1) or [target])[0]
+        asked = target if positive else (negatives(1) or [target])[0]
         ids, answer = [asked], "yes" if asked == target else "no"
         item = fields.field(titles.get(asked, asked), cfg.max_title_chars)
     else:  # matching: the model names the item; the answer is the cleaned title it must produce
         # The prompt lists no candidates; the target and its negatives are kept so that validation can
         # rank them by the likelihood of their titles (the likelihood scorer's protocol).
-        ids = [target, *sample_negatives(rng, catalogue, exclude, tune.n_negatives)]
+        ids = [target, *negatives(tune.n_negatives)]
         rng.shuffle(ids)
         answer = target_title
     values = dict(
@@ -140,12 +161,20 @@ def build_training_examples(
     cfg: InstructionsConfig,
     tune: TuneConfig,
     seed: int,
+    retrieved: DataFrame | None = None,
+    later: DataFrame | None = None,
+    popularity: dict[str, float] | None = None,
 ) -> DataFrame:
     """One example per target user: user_id, task_form, template_id, prompt, answer, target_item_id,
     candidate_item_ids, candidate_letters. Deterministic for (inputs, seed).
 
     Only `history` (leave-one-out, without the target) feeds preferences, so the answer never leaks
     into the prompt except through an intention that is meant to describe it (I1/I2).
+
+    Negatives (tune.retrieval_negative_share, tune.negative_sampling): `retrieved` (user_id, item_id,
+    retrieval_rank) is the retrieval stage run on each user's history before the target; `later`
+    (user_id, item_id) are the user's items after it, never drawn as negatives; `popularity` (item_id ->
+    weight) makes the random draws popularity-weighted.
     """
     library = load_template_library(cfg.templates_path)
     # Negatives are drawn from the whole catalogue inside the workers, so the id -> title map travels
@@ -173,6 +202,21 @@ def build_training_examples(
         if logged is not None
         else frame.withColumn("intents", F.lit(None).cast("array<string>"))
     )
+    if retrieved is not None:
+        frame = frame.join(
+            retrieved.groupBy("user_id").agg(
+                F.sort_array(F.collect_list(F.struct("retrieval_rank", "item_id"))).alias("r")
+            ).select("user_id", F.col("r.item_id").alias("retrieved_ids")),
+            "user_id", "left",
+        )
+    if later is not None:
+        frame = frame.join(later.groupBy("user_id").agg(F.collect_set("item_id").alias("later_ids")), "user_id", "left")
+    cum_weights = None
+    if popularity is not None:
+        cum_weights, total = [], 0.0
+        for item in catalogue:  # +1: an item nobody had in the training window can still be drawn
+            total += popularity.get(item, 0.0) + 1.0
+            cum_weights.append(total)
     tokenizer_dir = str(tokenizer_dir)
 
     def render_batches(batches):
@@ -180,7 +224,7 @@ def build_training_examples(
         wrap = ModelInput(tokenizer, library.preamble)
         for batch in batches:
             rows = [
-                example_for(r, library, tokenizer, wrap, catalogue, titles, cfg, tune, seed)
+                example_for(r, library, tokenizer, wrap, catalogue, titles, cfg, tune, seed, cum_weights)
                 for r in batch.itertuples(index=False)
             ]
             yield pd.DataFrame(rows, columns=COLUMNS)

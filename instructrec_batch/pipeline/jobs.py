@@ -50,7 +50,8 @@ def build_tuning_examples(spark, lake: Lake, cfg: Config):
     from .stages import read_validated_inputs
 
     checked = read_validated_inputs(lake)
-    interactions = checked.interactions
+    everyone = checked.interactions
+    interactions = everyone
     if cfg.tune.max_train_users:
         users = (
             interactions.select("user_id").distinct()
@@ -63,7 +64,7 @@ def build_tuning_examples(spark, lake: Lake, cfg: Config):
     tokenizer_dir = str(base_model_dir(cfg.model))
     train = build_training_examples(
         history_for_train, train_targets, checked.items, checked.intents, tokenizer_dir, cfg.instructions, cfg.tune,
-        seed=cfg.tune.seed,
+        seed=cfg.tune.seed, **serving_negatives(everyone, history_for_train, train_targets, cfg),
     ).toPandas()
     # Validation ranks 1 positive + 19 negatives, the protocol we report, in the form the validation
     # scorer reads: reranking prompts (letters) for the verbalizer, matching prompts for likelihood.
@@ -74,6 +75,34 @@ def build_tuning_examples(spark, lake: Lake, cfg: Config):
         seed=cfg.tune.seed + 1,
     ).toPandas()
     return train, val
+
+
+def serving_negatives(everyone, history_for_train, train_targets, cfg: Config) -> dict:
+    """The negatives' sources for training examples (build_training_examples' keyword arguments).
+
+    Retrieval runs as the candidates stage does, on every user's sequence cut before their training
+    target (each user's last three items removed): seeds come only from items before the target, and
+    no user's validation or test item is in the co-occurrence counts. The user's items after the
+    target (validation and test) are excluded from every draw."""
+    from pyspark.sql import functions as F
+
+    from ..retrieval import build_candidates, leave_one_out
+
+    t = cfg.tune
+    out: dict = {}
+    if t.retrieval_negative_share == 0 and t.negative_sampling == "uniform":
+        return out
+    before_training_targets = leave_one_out(everyone, holdout=3)[0]
+    users = train_targets.select("user_id")
+    out["later"] = everyone.join(users, "user_id", "left_semi").join(
+        history_for_train.select("user_id", "item_id"), ["user_id", "item_id"], "left_anti"
+    )
+    if t.retrieval_negative_share > 0:
+        out["retrieved"] = build_candidates(before_training_targets, users, cfg.retrieval)
+    if t.negative_sampling == "popularity":  # weights: distinct users per item before the targets
+        pop = before_training_targets.groupBy("item_id").agg(F.countDistinct("user_id").alias("users")).collect()
+        out["popularity"] = {r.item_id: float(r.users) for r in pop}
+    return out
 
 
 def tune_job(cfg: Config):

@@ -15,7 +15,7 @@ from ..errors import InstructRecError
 from ..lake import Lake
 from ..logs import event
 from . import runs as run_records
-from .stages import stage_candidates, stage_prompts, stage_score
+from .stages import choose_model, stage_candidates, stage_prompts, stage_score
 
 log = logging.getLogger(__name__)
 SPARK_STAGES = ("candidates", "prompts")
@@ -37,7 +37,11 @@ def check_run_date(run_date: str | None) -> str:
 def run_stage(stage: str, lake: Lake, cfg: Config, run_date: str, resume: bool = False, spark=None) -> dict | None:
     """One stage with its bookkeeping. Returns the scoring summary for `score`, else None."""
     if resume:
-        previous = run_records.can_skip(lake, cfg, run_date, stage)
+        model = None
+        if stage in ("prompts", "score"):
+            choice = choose_model(cfg, required=False)
+            model = f"{choice.name}/{choice.version}"
+        previous = run_records.can_skip(lake, cfg, run_date, stage, model)
         if previous is not None:
             run_records.record_skip(lake, cfg, run_date, stage, previous)
             return None

@@ -25,12 +25,17 @@ from ..logs import event
 
 log = logging.getLogger(__name__)
 
-# The config sections that change what a stage writes; --resume compares only those.
-STAGE_SECTIONS = {
-    "ingest": ("ingest",),
-    "candidates": ("retrieval", "nightly"),
-    "prompts": ("instructions", "model"),
-    "score": ("scoring", "model"),
+# Sections no nightly stage reads: engines and where logs go change how a stage runs, not what it
+# writes; the other jobs' sections belong to them. A stage's config hash covers every other section
+# except the ones listed for it below, so a knob added later is covered unless someone proves it
+# irrelevant (the safe direction: an unneeded rerun, never a stale skip).
+NEVER_READ = ("lake", "spark", "ray", "logging", "tune", "evaluation")
+NOT_READ_BY = {
+    "ingest": ("retrieval", "instructions", "model", "scoring", "nightly"),
+    "candidates": ("ingest", "instructions", "model", "scoring"),
+    # prompts: scoring.scorer decides the prompt form (matching or reranking), so scoring is covered.
+    "prompts": ("ingest",),
+    "score": ("ingest", "retrieval", "instructions"),
 }
 # What each stage reads from the lake (versions recorded; resume requires them unchanged).
 STAGE_INPUTS = {
@@ -42,11 +47,17 @@ STAGE_INPUTS = {
 UPSTREAM = {"prompts": "candidates", "score": "prompts"}
 
 
+def stage_sections(stage: str) -> tuple[str, ...]:
+    """The config sections whose values a stage's output may depend on (see NOT_READ_BY)."""
+    skip = set(NEVER_READ) | set(NOT_READ_BY.get(stage, ()))
+    return tuple(name for name in Config.model_fields if name not in skip)
+
+
 def stage_config_hash(cfg: Config, stage: str) -> str:
     import hashlib
 
     dump = cfg.model_dump(mode="json")
-    blob = json.dumps({s: dump[s] for s in STAGE_SECTIONS.get(stage, ())}, sort_keys=True)
+    blob = json.dumps({s: dump[s] for s in stage_sections(stage)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -116,10 +127,13 @@ def require_upstream(lake: Lake, run_date: str, stage: str) -> None:
         )
 
 
-def can_skip(lake: Lake, cfg: Config, run_date: str, stage: str) -> dict | None:
-    """--resume: the stage's last outcome succeeded with the same inputs and the same config."""
+def can_skip(lake: Lake, cfg: Config, run_date: str, stage: str, model_version: str | None = None) -> dict | None:
+    """--resume: the stage's last outcome succeeded with the same inputs, the same config and (for
+    stages that use a model) the same resolved model: `latest` may name a newer version by now."""
     outcome = last_outcome(lake, run_date, stage)
     if outcome is None or outcome["status"] != "succeeded":
+        return None
+    if model_version is not None and outcome["model_version"] != model_version:
         return None
     same_cfg = outcome["config_hash"] == stage_config_hash(cfg, stage)
     same_inputs = json.loads(outcome["input_versions"]) == {
