@@ -1,11 +1,11 @@
-"""Scoring benchmark (DESIGN section 5): the same users and prompts through every scorer and precision.
+"""Scoring benchmark: the same users and prompts through every scorer and precision.
 
     nice -n 10 .venv/bin/python benchmarks/scoring.py --users 30 --naive-users 3 --pipeline-users 50
 
 Builds realistic reranking prompts (~300-600 tokens, 20 lettered candidates, chat template) from the
 Amazon Games 2018 titles in ../shared/data with a small builder of its own, then reports users/s for
 naive, likelihood (packed shared prefix) and verbalizer in fp32 and bf16, their ratios, achieved FLOP/s
-against a large torch.matmul timed in the same run, and users/s of the whole Ray Data ``score_run``.
+against a large torch.matmul timed in the same run, and users/s of the whole Ray Data scoring job (``scoring.job.run``).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ sys.path.insert(0, str(REPO))
 
 # Only torch/transformers/pandas at the top: the scorer part also runs on hosts without the project's
 # other dependencies (a bare GPU box); config, Ray and Delta are imported where they are needed.
-from instructrec_batch.scoring.frame import DEFAULT_MAX_TITLE_TOKENS, score_frame  # noqa: E402
-from instructrec_batch.scoring.rows import RowPreparer  # noqa: E402
+from instructrec_batch.config import ScoringConfig  # noqa: E402
+from instructrec_batch.model.frame import score_frame  # noqa: E402
+from instructrec_batch.model.rows import RowPreparer  # noqa: E402
 
 LETTERS = [chr(ord("A") + i) for i in range(20)]
 SYSTEM = "You are a recommender. You read a user's history and pick the item they will want next."
@@ -131,9 +132,10 @@ def load_model(model_dir: Path, dtype: str, device: str, random_weights: bool):
 
 
 def time_scorer(model, tokenizer, frame, scorer, batch_tokens) -> float:
-    score_frame(frame.head(1), model, tokenizer, scorer, batch_tokens)  # warm-up
+    sc = ScoringConfig(batch_tokens=batch_tokens)
+    score_frame(frame.head(1), model, tokenizer, sc, scorer)  # warm-up
     started = time.perf_counter()
-    score_frame(frame, model, tokenizer, scorer, batch_tokens)
+    score_frame(frame, model, tokenizer, sc, scorer)
     return time.perf_counter() - started
 
 
@@ -141,7 +143,7 @@ def time_scorer(model, tokenizer, frame, scorer, batch_tokens) -> float:
 def pipeline_users_per_s(frame: pd.DataFrame, model_dir: Path, threads: int, batch_tokens: int) -> dict:
     from instructrec_batch.config import load_config
     from instructrec_batch.lake import Lake
-    from instructrec_batch.scoring.pipeline import score_run
+    from instructrec_batch.scoring import job as scoring_job
     from instructrec_batch.scoring.ray_session import ray_session
 
     import pyarrow as pa
@@ -157,14 +159,14 @@ def pipeline_users_per_s(frame: pd.DataFrame, model_dir: Path, threads: int, bat
         lake = Lake(cfg.lake)
         lake.write_arrow(prompts, "prompts", mode="overwrite", partition={"run_date": run_date})
         with ray_session(cfg.ray):
-            return score_run(cfg, lake, run_date, str(model_dir), "smollm2-135m-instruct", "base")
+            return scoring_job.run(cfg, lake, run_date, str(model_dir), "smollm2-135m-instruct", "base")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=30, help="users for likelihood and verbalizer")
     ap.add_argument("--naive-users", type=int, default=3, help="users for the (slow) naive baseline")
-    ap.add_argument("--pipeline-users", type=int, default=50, help="users for the whole score_run (0: skip)")
+    ap.add_argument("--pipeline-users", type=int, default=50, help="users for the whole scoring job (0: skip)")
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--dtypes", default="fp32,bf16")
@@ -203,7 +205,7 @@ def main() -> None:
             subset = users.head(args.naive_users) if scorer == "naive" else users
             peak = matmul_peak(dtypes[dtype], args.device)
             seconds = time_scorer(model, tokenizer, subset, scorer, args.batch_tokens)
-            body, head = forward_costs(subset, tokenizer, scorer, DEFAULT_MAX_TITLE_TOKENS)
+            body, head = forward_costs(subset, tokenizer, scorer, ScoringConfig().max_title_tokens)
             # Matmul FLOPs: 2 x non-embedding params per body token + 2 x vocab x hidden per projected
             # position (attention's quadratic term left out: ~15% more at 500 tokens).
             flops = 2 * (n_params - n_embed) * body + 2 * n_embed * head
@@ -233,7 +235,7 @@ def main() -> None:
             print(f"  {scorer}: bf16 / fp32 = {ups[('bf16', scorer)] / ups[('fp32', scorer)]:.2f}x")
     if args.pipeline_users and args.device == "cpu":
         summary = pipeline_users_per_s(frame.head(args.pipeline_users), model_dir, args.threads, args.batch_tokens)
-        print(f"\nscore_run (Ray Data, 1 actor x {args.threads} CPUs, default scorer and dtype): "
+        print(f"\nscoring job (Ray Data, 1 actor x {args.threads} CPUs, default scorer and dtype): "
               f"{summary['users']} users in {summary['seconds']:.1f} s = {summary['users_per_s']:.2f} users/s, "
               f"{summary['prompt_tokens_per_s']:.0f} prompt tokens/s (includes Ray start-up of the actor and model load)")
 

@@ -1,4 +1,4 @@
-"""Tuning benchmark (DESIGN section 7): seconds per step, tokens/s and peak memory of the LoRA recipe.
+"""Tuning benchmark: seconds per step, tokens/s and peak memory of the LoRA recipe.
 
     nice -n 10 .venv/bin/python benchmarks/tuning.py --steps 5 --batch 8 --prompt-tokens 300
     nice -n 10 .venv/bin/python benchmarks/tuning.py --only bf16-answer   # one configuration

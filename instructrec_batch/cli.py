@@ -40,10 +40,10 @@ def _config(conf: list[Path] | None, overrides: list[str] | None) -> Config:
 @app.command()
 def ingest(conf: ConfOpt = None, set_: SetOpt = None, run_date: DateOpt = None) -> None:
     """Load the configured sources (ingest.sources) into the lake's input tables."""
-    from .pipeline.jobs import ingest_job
+    from .pipeline import commands
     from .pipeline.nightly import check_run_date
 
-    ingest_job(_config(conf, set_), check_run_date(run_date))
+    commands.ingest(_config(conf, set_), check_run_date(run_date))
 
 
 @app.command()
@@ -89,17 +89,25 @@ def nightly(conf: ConfOpt = None, set_: SetOpt = None, run_date: DateOpt = None,
 @app.command()
 def tune(conf: ConfOpt = None, set_: SetOpt = None) -> None:
     """Instruction-tune the base model with LoRA on the lake; publish a registry version."""
-    from .pipeline.jobs import tune_job
+    from .pipeline import commands
 
-    tune_job(_config(conf, set_))
+    commands.tune(_config(conf, set_))
+
+
+@app.command("fit-fusion")
+def fit_fusion(conf: ConfOpt = None, set_: SetOpt = None) -> None:
+    """Fit the score fusion of a published model again (model.version) on validation users; no training."""
+    from .pipeline import commands
+
+    commands.fit_fusion(_config(conf, set_))
 
 
 @app.command()
 def evaluate(conf: ConfOpt = None, set_: SetOpt = None) -> None:
     """Leave-one-out evaluation against baselines; writes eval_runs and a report."""
-    from .pipeline.jobs import evaluate_job
+    from .pipeline import commands
 
-    evaluate_job(_config(conf, set_))
+    commands.evaluate(_config(conf, set_))
 
 
 @app.command()
@@ -110,9 +118,19 @@ def sql(query: Annotated[str, typer.Argument(help="e.g. \"SELECT * FROM latest_r
     from .lake import Lake
     from .sql import run_sql
 
+    from .tables import format_table
+
     cfg = _config(conf, set_)
     table = run_sql(Lake(cfg.lake), query)
     print(format_table(table, limit))
+
+
+@app.command("config")
+def show_config(conf: ConfOpt = None, set_: SetOpt = None) -> None:
+    """Print every knob's effective value (conf/base.yaml + --conf files + --set), as YAML."""
+    import yaml
+
+    print(yaml.safe_dump(_config(conf, set_).model_dump(mode="json"), sort_keys=False), end="")
 
 
 @app.command()
@@ -122,15 +140,6 @@ def demo(conf: ConfOpt = None, set_: SetOpt = None, run_date: DateOpt = None) ->
     from .pipeline.nightly import check_run_date
 
     run_demo(_config(conf, set_), check_run_date(run_date))
-
-
-def format_table(table, limit: int = 50) -> str:
-    import pandas as pd
-
-    with pd.option_context("display.max_columns", 20, "display.width", 160, "display.max_colwidth", 60):
-        frame = table.slice(0, limit).to_pandas()
-        more = f"\n({table.num_rows} rows, {limit} shown)" if table.num_rows > limit else f"\n({table.num_rows} rows)"
-        return frame.to_string(index=False) + more
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -73,7 +73,7 @@ class RayConfig(Section):
 
 # ── ingest and validation ─────────────────────────────────────────────────────────────────────
 class GenericSource(Section):
-    """A CSV/Parquet/JSONL dataset described by a column mapping (see conf/sources/*.yaml)."""
+    """A CSV/Parquet/JSONL dataset described by a column mapping (README, "Bringing your own data")."""
 
     format: Literal["csv", "parquet", "jsonl"] = "csv"
     items_path: str
@@ -180,7 +180,7 @@ class TuneConfig(Section):
     num_workers: Positive = 1  # >1: Ray Train TorchTrainer with DDP
     use_gpu: bool = False
     seed: int = 5
-    time_budget_minutes: PositiveFloat | None = None  # training steps only; validation is not counted
+    time_budget_minutes: NonNegativeFloat | None = None  # training steps only; validation is not counted
     # Steps are optimizer steps. `epochs`, when set, overrides max_steps with the number of steps
     # that passes over the training examples that many times (all workers together).
     epochs: PositiveFloat | None = None
@@ -188,7 +188,7 @@ class TuneConfig(Section):
     weight_decay: NonNegativeFloat = 0.0
     max_grad_norm: PositiveFloat = 1.0
     append_eos: bool = True  # train the end-of-turn token after the answer so generation stops
-    eval_batch_size: Positive = 8
+    eval_batch_tokens: Positive = 4096  # token budget of one validation forward batch
     # Which scorer ranks the validation users' 1 positive + N negatives: `verbalizer` reads the answer
     # letter of reranking prompts, `likelihood` ranks candidate titles after matching prompts. Use the
     # scorer that scoring will serve the model with.
@@ -202,8 +202,9 @@ class TuneConfig(Section):
     # Score fusion (model/fusion.py), fitted after training on this many seeded validation users in
     # the retrieval protocol (only those whose item the retriever found need a model pass); 0: no fit.
     fusion_users: NonNegative = 3000
-    fusion_rank_weights: list[NonNegativeFloat] = [0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 100.0]
-    fusion_popularity_weights: list[NonNegativeFloat] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0]
+    # Grids next to a rank weight of 1 (model/fusion.py); a model weight of 0 is retrieval + popularity.
+    fusion_model_weights: list[NonNegativeFloat] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0]
+    fusion_popularity_weights: list[NonNegativeFloat] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
     resume: bool = True
 
 

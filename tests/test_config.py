@@ -38,3 +38,29 @@ def test_unknown_key_in_a_file(tmp_path: Path):
 def test_config_hash_changes_with_content():
     assert load_config().hash() == load_config().hash()
     assert load_config().hash() != load_config(overrides=["scoring.top_k=3"]).hash()
+
+
+def test_base_yaml_states_only_the_typed_defaults():
+    """conf/base.yaml documents knobs; the typed config owns their values (one truth)."""
+    import yaml
+
+    from instructrec_batch.config import Config, conf_dir
+
+    defaults = Config().model_dump(mode="json")
+
+    def leaves(node, prefix=()):
+        for key, value in node.items():
+            if isinstance(value, dict) and isinstance(defaults_at(prefix + (key,)), dict) and key != "task_mix":
+                yield from leaves(value, prefix + (key,))
+            else:
+                yield prefix + (key,), value
+
+    def defaults_at(path):
+        node = defaults
+        for key in path:
+            node = node[key]
+        return node
+
+    base = yaml.safe_load((conf_dir() / "base.yaml").read_text())
+    differing = [(".".join(path), value, defaults_at(path)) for path, value in leaves(base) if value != defaults_at(path)]
+    assert not differing, f"base.yaml values that differ from the typed defaults (key, yaml, typed): {differing}"

@@ -11,7 +11,7 @@ from .protocols import EvalSet, Split
 from .sasrec import SASRecParams, sasrec_scores, train_sasrec
 
 
-def item_popularity(histories: list[list[str]]) -> pd.Series:
+def popularity_counts(histories: list[list[str]]) -> pd.Series:
     """item_id -> number of distinct users whose history holds it (held-out items never count)."""
     counts = Counter(item for history in histories for item in set(history))
     return pd.Series(counts, dtype=np.float64)

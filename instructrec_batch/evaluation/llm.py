@@ -33,7 +33,7 @@ class LoadedModel:
 
 
 def load_model(label: str, model_dir, cfg: Config) -> LoadedModel:
-    from ..scoring.actor import load_scoring_model
+    from ..model.base import load_scoring_model
 
     started = time.time()
     model, tokenizer, dtype = load_scoring_model(str(model_dir), cfg.scoring.dtype)
@@ -69,18 +69,10 @@ def build_eval_prompts(
 
 def llm_scores(eval_set: EvalSet, prompts: pd.DataFrame, loaded: LoadedModel, scorer: str, cfg: Config) -> np.ndarray:
     """[n_users, n_candidates] scores of one model with one scorer on prebuilt prompts."""
-    from ..scoring import score_frame
+    from ..model.frame import score_frame
 
     started = time.time()
-    scored = score_frame(
-        prompts,
-        loaded.model,
-        loaded.tokenizer,
-        scorer=scorer,
-        batch_tokens=cfg.scoring.batch_tokens,
-        length_normalize=cfg.scoring.length_normalize,
-        max_input_tokens=cfg.scoring.max_input_tokens,
-    )
+    scored = score_frame(prompts, loaded.model, loaded.tokenizer, cfg.scoring, scorer)
     log.info(
         "%s/%s scored %d users in %.1f s", loaded.label, scorer, len(prompts), time.time() - started
     )

@@ -126,7 +126,7 @@ def _user_seed(seed: int, user_id: str) -> list[int]:
     return [int(seed), int.from_bytes(digest, "little")]
 
 
-def sample_negatives(
+def draw_unseen(
     catalogue: np.ndarray, seen: set[str], n_negatives: int, rng: np.random.Generator
 ) -> list[str]:
     """``n_negatives`` distinct catalogue items outside ``seen``, uniformly (rejection sampling: the
@@ -156,7 +156,7 @@ def sampled_set(split: Split, catalogue, n_negatives: int, seed: int, stage: str
     target_index = np.empty(n, dtype=np.int64)
     for row, (user, target, seen) in enumerate(zip(split.user_ids, split.targets, split.seen)):
         rng = np.random.default_rng(_user_seed(seed, user))
-        negatives = sample_negatives(catalogue, seen | {target}, n_negatives, rng)
+        negatives = draw_unseen(catalogue, seen | {target}, n_negatives, rng)
         at = int(rng.integers(0, n_negatives + 1))
         cands[row] = negatives[:at] + [target] + negatives[at:]
         target_index[row] = at

@@ -29,15 +29,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SASRecParams:
-    dim: int = 64
-    max_len: int = 50
-    n_blocks: int = 2
-    n_heads: int = 1
-    dropout: float = 0.2
-    lr: float = 1e-3
-    batch_size: int = 128
-    epochs: int = 20
-    seed: int = 17
+    dim: int
+    max_len: int
+    n_blocks: int
+    n_heads: int
+    dropout: float
+    lr: float
+    batch_size: int
+    epochs: int
+    seed: int
 
 
 class _Block(nn.Module):

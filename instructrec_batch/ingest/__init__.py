@@ -1,5 +1,5 @@
 """Loaders from public formats into the lake's input tables."""
 
-from .job import load_sources, run_ingest
+from .job import load_sources
 
-__all__ = ["load_sources", "run_ingest"]
+__all__ = ["load_sources"]

@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from ..config import Config
 from ..errors import GateError, InstructRecError
 from ..lake import Lake, spark_schema, validate_inputs
+from ..lake.sampling import seeded_users
 from ..lake.schemas import INTENTS
 from .amazon_games import read_games
 from .amazon_reviews import read_reviews
@@ -29,12 +30,7 @@ def _need(path: Path) -> str:
 def _sample_users(interactions: DataFrame, max_users: int | None, seed: int) -> DataFrame:
     if not max_users:
         return interactions
-    users = (
-        interactions.select("user_id").distinct()
-        .orderBy(F.xxhash64("user_id", F.lit(seed)), "user_id")
-        .limit(max_users)
-    )
-    return interactions.join(users, "user_id", "left_semi")
+    return interactions.join(seeded_users(interactions, max_users, seed), "user_id", "left_semi")
 
 
 QUARANTINE_COLUMNS = "table_name string, reason string, row_json string"
@@ -101,7 +97,7 @@ def check_ingest_gate(rows_read: dict[str, int], quarantined: dict[str, int], re
             )
 
 
-def run_ingest(spark: SparkSession, lake: Lake, cfg: Config) -> dict:
+def run(spark: SparkSession, lake: Lake, cfg: Config) -> dict:
     """Write items, interactions and intents as new snapshots; return versions, row counts and the
     quarantine frame (rows that later stages will set aside, with reasons, and rows that could not be
     stored because a value does not cast). Checked before anything is replaced (check_ingest_gate)."""

@@ -33,8 +33,10 @@ def history_lines(titles: list[str], max_chars: int) -> list[str]:
     return [f"- {field(t, max_chars)}" for t in titles]
 
 
-def history_block(titles: list[str], max_chars: int) -> str:
-    return "\n".join(history_lines(titles, max_chars))
+def as_list(value) -> list:
+    """A list column's value as a list: None -> [], and numpy arrays (how pandas frames from Arrow hold
+    list columns) as well as lists, without the ambiguous truth value of an array."""
+    return [] if value is None else list(value)
 
 
 def candidate_line(letter: str, title: str | None, max_chars: int) -> str:

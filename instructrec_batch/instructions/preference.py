@@ -106,3 +106,17 @@ def recent_intents(intents: DataFrame | None, max_intents: int) -> DataFrame | N
         .agg(F.sort_array(F.collect_list(F.struct("r", "text"))).alias("s"))
         .select("user_id", F.col("s.text").alias("intents"))
     )
+
+
+def with_user_features(frame: DataFrame, interactions: DataFrame, items: DataFrame, intents: DataFrame | None,
+                       cfg: InstructionsConfig) -> DataFrame:
+    """``frame`` (one row per user) with what every prompt form reads about its user: history_titles,
+    n_history, the explicit preference arrays with has_reviews, and the latest intents. Inference
+    prompts and training examples both build on it, so both describe a user the same way."""
+    out = frame.join(recent_titles(interactions, items, cfg.max_history_items), "user_id", "left")
+    prefs = explicit_preferences(interactions, items, cfg).withColumn("has_reviews", F.lit(True))
+    out = out.join(prefs, "user_id", "left").withColumn("has_reviews", F.coalesce("has_reviews", F.lit(False)))
+    logged = recent_intents(intents, cfg.max_intents)
+    if logged is None:
+        return out.withColumn("intents", F.lit(None).cast("array<string>"))
+    return out.join(logged, "user_id", "left")

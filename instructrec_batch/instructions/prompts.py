@@ -14,8 +14,8 @@ from ..config import InstructionsConfig
 from ..lake.schemas import PROMPTS, spark_schema
 from ..retrieval.popularity import item_popularity
 from . import fields
-from .preference import explicit_preferences, recent_intents, recent_titles, titled
-from .render import LETTERS, ModelInput, fit_history, tokenizer_for
+from .preference import titled, with_user_features
+from .render import LETTERS, ModelInput, fit_history, render_rows
 from .templates import Template, TemplateError, TemplateLibrary, load_template_library
 
 OUTPUT_COLUMNS = [f.name for f in PROMPTS.schema if f.name != "run_date"]
@@ -51,19 +51,15 @@ def choose_template(library: TemplateLibrary, chosen: Template, has_preference: 
     return library.closest(chosen, preference, intention)
 
 
-def _as_list(value) -> list:
-    return [] if value is None else list(value)
-
-
 def render_user(
     row, library: TemplateLibrary, chosen: Template, tokenizer, cfg: InstructionsConfig, budget: int,
     wrap: ModelInput | None = None,
 ) -> dict:
     """One prompts row for one user (a pandas row of the assembled per-user frame)."""
     wrap = wrap or ModelInput(tokenizer, library.preamble)
-    ids, titles = _as_list(row.cand_ids), _as_list(row.cand_titles)
-    ranks, popularity = _as_list(row.cand_ranks), _as_list(row.cand_popularity)
-    history = _as_list(row.history_titles)
+    ids, titles = fields.as_list(row.cand_ids), fields.as_list(row.cand_titles)
+    ranks, popularity = fields.as_list(row.cand_ranks), fields.as_list(row.cand_popularity)
+    history = fields.as_list(row.history_titles)
     clean_titles = [fields.clean_value(t, cfg.max_title_chars) or "" for t in titles]
     if not history:  # no history: nothing to ask the model; popularity order as is
         return dict(
@@ -75,11 +71,11 @@ def render_user(
     order = shuffled_order(len(ids), cfg.seed, row.user_id)
     letters = list(LETTERS[: len(ids)])
     prefs = dict(
-        liked=_as_list(row.liked), disliked=_as_list(row.disliked),
-        categories=_as_list(row.fav_category), brands=_as_list(row.fav_brand),
+        liked=fields.as_list(row.liked), disliked=fields.as_list(row.disliked),
+        categories=fields.as_list(row.fav_category), brands=fields.as_list(row.fav_brand),
     )
     preference = fields.preference_text(**prefs, max_chars=cfg.max_field_chars) if row.has_reviews else ""
-    intents = _as_list(row.intents)
+    intents = fields.as_list(row.intents)
     tpl = choose_template(library, chosen, bool(preference) and cfg.explicit_preference, bool(intents))
     values = dict(
         preference=preference,
@@ -115,15 +111,7 @@ def assemble_users(interactions, items, candidates, intents, cfg: InstructionsCo
         "user_id", F.col("c.item_id").alias("cand_ids"), F.col("c.title").alias("cand_titles"),
         F.col("c.retrieval_rank").alias("cand_ranks"), F.col("c.pop_score").alias("cand_popularity"),
     )
-    frame = per_user.join(recent_titles(interactions, items, cfg.max_history_items), "user_id", "left")
-    prefs = explicit_preferences(interactions, items, cfg).withColumn("has_reviews", F.lit(True))
-    frame = frame.join(prefs, "user_id", "left")
-    logged = recent_intents(intents, cfg.max_intents)
-    if logged is not None:
-        frame = frame.join(logged, "user_id", "left")
-    else:
-        frame = frame.withColumn("intents", F.lit(None).cast("array<string>"))
-    return frame.withColumn("has_reviews", F.coalesce("has_reviews", F.lit(False)))
+    return with_user_features(per_user, interactions, items, intents, cfg)
 
 
 def build_prompts(
@@ -151,13 +139,10 @@ def build_prompts(
     frame = assemble_users(interactions, items, candidates, intents, cfg, popularity)
     budget, tokenizer_dir = cfg.max_prompt_tokens, str(tokenizer_dir)
 
-    def render_batches(batches):
-        tokenizer = tokenizer_for(tokenizer_dir)
-        wrap = ModelInput(tokenizer, library.preamble)
-        for batch in batches:
-            rows = [render_user(r, library, chosen, tokenizer, cfg, budget, wrap) for r in batch.itertuples(index=False)]
-            yield typed_frame(rows, OUTPUT_COLUMNS)
-
     schema = spark_schema(PROMPTS)
     out_schema = type(schema)([f for f in schema.fields if f.name != "run_date"])
-    return frame.mapInPandas(render_batches, out_schema)
+    return render_rows(
+        frame, tokenizer_dir, library.preamble,
+        lambda row, tokenizer, wrap: render_user(row, library, chosen, tokenizer, cfg, budget, wrap),
+        lambda rows: typed_frame(rows, OUTPUT_COLUMNS), out_schema,
+    )

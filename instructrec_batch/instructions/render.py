@@ -14,7 +14,7 @@ LETTERS = tuple(string.ascii_uppercase[:20])  # "A".."T": single tokens in the S
 def tokenizer_for(tokenizer_dir: str):
     tok = _TOKENIZERS.get(tokenizer_dir)
     if tok is None:
-        from ..model.base import load_tokenizer  # transformers only where prompts are rendered
+        from ..tokenizers import load_tokenizer  # transformers only where prompts are rendered
 
         tok = _TOKENIZERS[tokenizer_dir] = load_tokenizer(tokenizer_dir)
     return tok
@@ -79,3 +79,17 @@ def fit_history(
         if n <= budget or drop >= len(lines):
             return prompt, n, len(lines) - drop
         drop += 1
+
+
+def render_rows(frame, tokenizer_dir: str, preamble: str, render_row, to_pandas, schema):
+    """``frame`` (one row per user) rendered inside Spark's Python workers: ``render_row(row, tokenizer,
+    wrap)`` per row, ``to_pandas(rows)`` per batch. The tokenizer is loaded once per worker and the
+    chat template applied once (ModelInput), whatever the number of batches."""
+
+    def render_batches(batches):
+        tokenizer = tokenizer_for(tokenizer_dir)
+        wrap = ModelInput(tokenizer, preamble)
+        for batch in batches:
+            yield to_pandas([render_row(r, tokenizer, wrap) for r in batch.itertuples(index=False)])
+
+    return frame.mapInPandas(render_batches, schema)

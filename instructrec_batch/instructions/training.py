@@ -16,8 +16,8 @@ from pyspark.sql import functions as F
 from ..config import InstructionsConfig, TuneConfig
 from . import fields
 from .intention import specific_intention, vague_intention
-from .preference import explicit_preferences, recent_intents, recent_titles, titled
-from .render import LETTERS, ModelInput, count_tokens, fit_history, tokenizer_for
+from .preference import titled, with_user_features
+from .render import LETTERS, ModelInput, count_tokens, fit_history, render_rows
 from .templates import TemplateLibrary, load_template_library
 
 COLUMNS = [
@@ -33,10 +33,6 @@ SCHEMA = (
 INTENTION_SHARE = 0.4
 P0_SHARE = 0.2  # with an intention, sometimes leave the user's preference out (paper's P0 forms)
 ANSWER_TOKENS = 32  # room kept for the answer when the tune job packs prompt + answer into max_tokens
-
-
-def _as_list(value) -> list:
-    return [] if value is None else list(value)
 
 
 def sample_negatives(rng: random.Random, catalogue: list[str], exclude: set[str], n: int,
@@ -90,25 +86,25 @@ def example_for(row, library: TemplateLibrary, tokenizer, wrap: ModelInput, cata
                 cum_weights: list[float] | None = None) -> dict:
     rng = random.Random(f"{seed}:{row.user_id}")
     target = row.target_item_id
-    history = _as_list(row.history_titles)
+    history = fields.as_list(row.history_titles)
     form = _pick_form(rng, tune.task_mix)
     vague = vague_intention(row.target_category, row.target_brand, cfg.max_field_chars)
     preference = ""
     if row.has_reviews and cfg.explicit_preference:
         preference = fields.preference_text(
-            _as_list(row.liked), _as_list(row.disliked), _as_list(row.fav_category),
-            _as_list(row.fav_brand), cfg.max_field_chars,
+            fields.as_list(row.liked), fields.as_list(row.disliked), fields.as_list(row.fav_category),
+            fields.as_list(row.fav_brand), cfg.max_field_chars,
         )
     p, i = _pick_combo(rng, bool(history), bool(preference), vague)
     tpl = rng.choice(library.find(form, p, i))
     intention = vague if i == "I1" else ""
     if i == "I2":
-        logged = _as_list(row.intents)
+        logged = fields.as_list(row.intents)
         # A logged query is a real one; else the target's keywords (both teach "match the query").
         intention = (fields.intention_text(logged[:1], cfg.max_field_chars) if logged and rng.random() < 0.5
                      else specific_intention(row.target_title, row.target_category, rng, cfg.max_field_chars))
-    exclude = set(_as_list(row.seen_ids)) | set(_as_list(getattr(row, "later_ids", None))) | {target}
-    retrieved = _as_list(getattr(row, "retrieved_ids", None))
+    exclude = set(fields.as_list(row.seen_ids)) | set(fields.as_list(getattr(row, "later_ids", None))) | {target}
+    retrieved = fields.as_list(getattr(row, "retrieved_ids", None))
 
     def negatives(n: int) -> list[str]:
         return training_negatives(rng, n, retrieved, catalogue, exclude, tune.retrieval_negative_share, cum_weights)
@@ -178,7 +174,7 @@ def build_training_examples(
     """
     library = load_template_library(cfg.templates_path)
     # Negatives are drawn from the whole catalogue inside the workers, so the id -> title map travels
-    # with the task (a few MB for the Amazon catalogues; see the issue note for bigger ones).
+    # with the task (a few MB for the Amazon catalogues; a catalogue of millions would need a broadcast).
     catalogue_rows = titled(items.select("item_id"), items).select("item_id", "title").collect()
     titles = {r.item_id: r.title for r in catalogue_rows}
     catalogue = sorted(titles)
@@ -190,18 +186,7 @@ def build_training_examples(
         F.col("brand").alias("target_brand"),
     )
     seen = history.groupBy("user_id").agg(F.collect_set("item_id").alias("seen_ids"))
-    frame = (
-        target_meta.join(recent_titles(history, items, cfg.max_history_items), "user_id", "left")
-        .join(seen, "user_id", "left")
-        .join(explicit_preferences(history, items, cfg).withColumn("has_reviews", F.lit(True)), "user_id", "left")
-        .withColumn("has_reviews", F.coalesce("has_reviews", F.lit(False)))
-    )
-    logged = recent_intents(intents, cfg.max_intents)
-    frame = (
-        frame.join(logged, "user_id", "left")
-        if logged is not None
-        else frame.withColumn("intents", F.lit(None).cast("array<string>"))
-    )
+    frame = with_user_features(target_meta.join(seen, "user_id", "left"), history, items, intents, cfg)
     if retrieved is not None:
         frame = frame.join(
             retrieved.groupBy("user_id").agg(
@@ -219,14 +204,8 @@ def build_training_examples(
             cum_weights.append(total)
     tokenizer_dir = str(tokenizer_dir)
 
-    def render_batches(batches):
-        tokenizer = tokenizer_for(tokenizer_dir)
-        wrap = ModelInput(tokenizer, library.preamble)
-        for batch in batches:
-            rows = [
-                example_for(r, library, tokenizer, wrap, catalogue, titles, cfg, tune, seed, cum_weights)
-                for r in batch.itertuples(index=False)
-            ]
-            yield pd.DataFrame(rows, columns=COLUMNS)
-
-    return frame.mapInPandas(render_batches, SCHEMA)
+    return render_rows(
+        frame, tokenizer_dir, library.preamble,
+        lambda row, tokenizer, wrap: example_for(row, library, tokenizer, wrap, catalogue, titles, cfg, tune, seed, cum_weights),
+        lambda rows: pd.DataFrame(rows, columns=COLUMNS), SCHEMA,
+    )

@@ -1,4 +1,4 @@
-"""Delta I/O behind one interface, with two backends (DESIGN section 4).
+"""Delta I/O behind one interface, with two backends (README, "Delta backends").
 
 - ``spark-delta``: native ``format("delta")`` when the Delta jars are on the JVM classpath (clusters).
 - ``delta-rs``: the ``deltalake`` package, for machines without the jars (laptops, CI, the demo).
@@ -180,9 +180,6 @@ class Lake:
         """Atomically replace one partition (e.g. ``{"run_date": D}``): a rerun never duplicates,
         other partitions are untouched, and a failure before the commit leaves the old data."""
         return self._write(frame, key, mode="overwrite", partition=partition)
-
-    def append(self, frame: "DataFrame", key: str) -> int:
-        return self._write(frame, key, mode="append", partition=None)
 
     def write_arrow(
         self,

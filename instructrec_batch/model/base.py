@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from ..config import BaseModelConfig, ModelConfig
+from ..tokenizers import load_tokenizer  # noqa: F401 - re-exported: the model's loaders in one place
 from ..errors import ModelNotFoundError
 
 log = logging.getLogger(__name__)
@@ -83,15 +84,6 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     log.info("base model ready in %.1f s", time.time() - started)
 
 
-def load_tokenizer(model_dir: str | Path):
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
 def load_causal_lm(model_dir: str | Path, dtype: str = "fp32", device: str = "cpu"):
     import torch
     from transformers import AutoModelForCausalLM
@@ -99,3 +91,12 @@ def load_causal_lm(model_dir: str | Path, dtype: str = "fp32", device: str = "cp
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype)
     return model.to(device).eval()
+
+
+def load_scoring_model(model_dir: str, dtype: str, device: str | None = None):
+    """(model, tokenizer, dtype actually used) for scoring, in eval mode on the chosen device."""
+    from .device import pick_device, resolve_dtype
+
+    chosen = pick_device(device)
+    dtype = resolve_dtype(dtype, chosen)
+    return load_causal_lm(model_dir, dtype=dtype, device=str(chosen)), load_tokenizer(model_dir), dtype

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from ..scoring.scorers import packed_batch
+from .scorers import packed_batch
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def encode_examples(records: Iterable[dict], tokenizer, max_tokens: int, append_
 
 
 def collate(batch: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
-    """Packed, right-padded batch (``scoring.scorers.packed_batch``, the likelihood scorer's own), in
+    """Packed, right-padded batch (``scorers.packed_batch``, the likelihood scorer's own), in
     which each example's first segment is its true answer (``target_segments``)."""
     out = packed_batch([e.prompt_ids for e in batch], [e.answers for e in batch], pad_id)
     out["target_segments"] = out.pop("first_segments")

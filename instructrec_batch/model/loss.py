@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..scoring.scorers import block_mask
+from .scorers import block_mask
 
 
 def causal_lm_parts(model) -> tuple[nn.Module, nn.Module]:

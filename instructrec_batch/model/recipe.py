@@ -23,8 +23,8 @@ from ..config import TuneConfig
 from . import checkpoint
 from .base import load_causal_lm, load_tokenizer
 from .batching import Encoded, collate, encode_examples, micro_batch_indices
+from .device import autocast, pick_device, use_bf16
 from .loss import TuneLoss
-from .precision import autocast, pick_device, use_bf16
 from .validation import validate_ranking
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class TuneRecipe:
         self.world = dist.get_world_size() if dist.is_initialized() else 1
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.is_main = self.rank == 0
-        self.device = pick_device(cfg.use_gpu)
+        self.device = pick_device("cuda" if cfg.use_gpu else "cpu")
         self.bf16 = use_bf16(cfg.bf16, self.device)
         torch.manual_seed(cfg.seed)  # LoRA init must be identical on every rank
 
@@ -231,7 +231,7 @@ class TuneRecipe:
         if self.is_main and self.val_records:
             metrics = validate_ranking(
                 self.model, self.tokenizer, self.val_records, self.device, scorer=self.cfg.validation_scorer,
-                batch_size=self.cfg.eval_batch_size, bf16=self.bf16, max_users=self.cfg.eval_users,
+                bf16=self.bf16, max_users=self.cfg.eval_users, batch_tokens=self.cfg.eval_batch_tokens,
             )
             self.state["history"].append({"step": self.step, **metrics})
             key = self.cfg.best_metric

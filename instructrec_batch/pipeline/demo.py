@@ -15,7 +15,7 @@ from ..errors import ModelNotFoundError
 from ..lake import Lake
 from ..logs import event
 from ..sql import run_sql
-from .jobs import ingest_job, tune_job
+from . import commands
 from .nightly import run_nightly
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def ensure_model(cfg: Config) -> str:
             raise
     event(log, "demo: no tuned model in the registry; tuning one now", max_steps=cfg.tune.max_steps,
           budget_minutes=cfg.tune.time_budget_minutes)
-    made = tune_job(cfg)
+    made = commands.tune(cfg)
     return f"{made.name}/{made.version} (tuned just now)"
 
 
@@ -73,7 +73,7 @@ def show_users(lake: Lake, run_date: str, n_users: int = 3) -> None:
 def run_demo(cfg: Config, run_date: str) -> None:
     started = time.time()
     _banner("1/4 ingest: bundled sample -> Delta lake")
-    ingest_job(cfg, run_date)
+    commands.ingest(cfg, run_date)
     _banner("2/4 model")
     print(f"model: {ensure_model(cfg)}")
     _banner(f"3/4 nightly for {run_date}: candidates -> prompts (Spark) -> score (Ray)")
@@ -84,7 +84,7 @@ def run_demo(cfg: Config, run_date: str) -> None:
     _banner("4/4 results")
     show_users(lake, run_date)
     print(f"\nSQL (instructrec-batch sql \"...\"):\n{DEMO_QUERY}\n")
-    from ..cli import format_table
+    from ..tables import format_table
 
     print(format_table(run_sql(lake, DEMO_QUERY)))
     print(f"\ndemo finished in {time.time() - started:.0f}s. Lake: {lake.root}; try:\n"

@@ -128,14 +128,14 @@ def stage_prompts(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun) -
 
 
 def stage_score(lake: Lake, cfg: Config, run: StageRun) -> dict:
-    from ..scoring.pipeline import score_run
+    from ..scoring import job as scoring_job
     from ..scoring.ray_session import ray_session
 
     model = choose_model(cfg, required=True)
     run.model_version = f"{model.name}/{model.version}"
     with ray_session(cfg.ray):
         fusion = model.fusion if cfg.scoring.fusion == "model_card" else None
-        summary = score_run(cfg, lake, run.run_date, model.model_dir, model.name, model.version, run_id=run.run_id,
+        summary = scoring_job.run(cfg, lake, run.run_date, model.model_dir, model.name, model.version, run_id=run.run_id,
                             fusion=fusion)
     run.row_counts = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
     run.quarantine_count = int(summary.get("quarantined_rows", 0))

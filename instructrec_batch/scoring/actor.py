@@ -1,4 +1,4 @@
-"""The Ray Data actor: the only place that holds a model inside Ray (STYLE: one model per actor).
+"""The Ray Data actor: the only place that holds a model inside Ray (one model per actor).
 
 Each actor loads the model once, then turns blocks of prompts rows into one Arrow table of output rows.
 Recommendation rows and quarantine rows travel together in that table (``kind`` tells them apart), so
@@ -12,10 +12,12 @@ import logging
 
 import pyarrow as pa
 
+from ..config import ScoringConfig
 from ..lake.schemas import RECOMMENDATIONS
+from ..model.base import load_scoring_model
+from ..model.frame import rank_candidates, score_records
 from ..model.fusion import FusionParams, fuse
-from .frame import rank_candidates, score_records
-from .rows import RowPreparer
+from ..model.rows import RowPreparer
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +32,6 @@ STAGING_SCHEMA = pa.schema(
         ("row_json", pa.string()),
     ]
 )
-
-
-def load_scoring_model(model_dir: str, dtype: str = "auto", device: str | None = None):
-    """(model, tokenizer, dtype actually used) for scoring, in eval mode on the chosen device."""
-    from ..model.base import load_causal_lm, load_tokenizer
-    from .device import pick_device, resolve_dtype
-
-    device = pick_device(device)
-    dtype = resolve_dtype(dtype, device)
-    return load_causal_lm(model_dir, dtype=dtype, device=device), load_tokenizer(model_dir), dtype
 
 
 def fused_scores(record: dict, model_scores, params: FusionParams | None):
@@ -59,33 +51,21 @@ def fused_scores(record: dict, model_scores, params: FusionParams | None):
 class ScoringActor:
     """Callable class for ``Dataset.map_batches``: pyarrow batch of prompts rows in, staging rows out."""
 
-    def __init__(
-        self,
-        model_dir: str,
-        run_date: str,
-        model_name: str,
-        model_version: str,
-        scorer: str = "verbalizer",
-        dtype: str = "auto",
-        batch_tokens: int = 8192,
-        length_normalize: bool = True,
-        top_k: int = 10,
-        fusion: dict | None = None,
-        max_input_tokens: int = 2048,
-        max_title_tokens: int = 32,
-        num_threads: int | None = None,
-        device: str | None = None,
-    ):
+    def __init__(self, model_dir: str, run_date: str, model_name: str, model_version: str, scoring: dict,
+                 fusion: dict | None, device: str):
+        """``scoring``: the ScoringConfig as a dict (what travels to Ray workers); ``fusion``: the model
+        card's fitted weights or None; ``device``: what the actor reserved (cpu, or cuda with a GPU)."""
         import torch
 
-        if num_threads:  # match the CPUs Ray reserved for this actor; oversubscribing cores only slows it
-            torch.set_num_threads(num_threads)
-        self.model, tokenizer, self.dtype = load_scoring_model(model_dir, dtype, device)
-        self.preparer = RowPreparer(tokenizer, scorer, max_input_tokens, max_title_tokens)
-        self.constants = {"run_date": run_date, "model_name": model_name, "model_version": model_version, "scorer": scorer}
-        self.batch_tokens, self.length_normalize, self.k = batch_tokens, length_normalize, top_k
+        sc = ScoringConfig.model_validate(scoring)
+        # Match the CPUs Ray reserved for this actor; oversubscribing cores only slows it.
+        torch.set_num_threads(max(1, int(sc.num_cpus_per_actor)))
+        self.model, tokenizer, self.dtype = load_scoring_model(model_dir, sc.dtype, device)
+        self.preparer = RowPreparer(tokenizer, sc.scorer, sc.max_input_tokens, sc.max_title_tokens)
+        self.constants = {"run_date": run_date, "model_name": model_name, "model_version": model_version, "scorer": sc.scorer}
+        self.batch_tokens, self.length_normalize, self.k = sc.batch_tokens, sc.length_normalize, sc.top_k
         self.fusion = FusionParams.from_card(fusion)
-        log.info("scoring actor ready: %s, scorer=%s, dtype=%s", model_dir, scorer, self.dtype)
+        log.info("scoring actor ready: %s, scorer=%s, dtype=%s", model_dir, sc.scorer, self.dtype)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         results = score_records(batch.to_pylist(), self.model, self.preparer, self.batch_tokens, self.length_normalize)

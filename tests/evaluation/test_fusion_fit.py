@@ -3,7 +3,7 @@
 import numpy as np
 
 from instructrec_batch.evaluation.fusion import fit_fusion, paired_bootstrap_ci, per_user_ndcg
-from instructrec_batch.evaluation.metrics import ranking_metrics
+from instructrec_batch.metrics import ranking_metrics
 
 
 def test_per_user_ndcg_averages_to_the_evaluation_metric():
@@ -31,5 +31,5 @@ def test_the_grid_keeps_the_retriever_order_when_the_model_is_noise():
     ranks = np.tile(np.arange(1, c + 1, dtype=float), (n, 1))
     target = np.minimum(rng.geometric(0.4, size=n) - 1, c - 1)  # the retriever's head holds most targets
     params, grid = fit_fusion(model, ranks, np.zeros((n, c)), target, [0.0, 1.0, 100.0], [0.0])
-    assert params.rank_weight == 100.0 and len(grid) == 3
-    assert grid.set_index("rank_weight")["ndcg"][100.0] > grid.set_index("rank_weight")["ndcg"][0.0]
+    assert params.model_weight == 0.0 and params.rank_weight == 1.0 and len(grid) == 3
+    assert grid.set_index("model_weight")["ndcg"][0.0] > grid.set_index("model_weight")["ndcg"][100.0]

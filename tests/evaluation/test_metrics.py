@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from instructrec_batch.evaluation.metrics import ranking_metrics, strict_ranks, target_ranks
+from instructrec_batch.metrics import ranking_metrics, strict_ranks, target_ranks
 
 
 def test_hand_computed_case():

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from instructrec_batch.evaluation.baselines import item_popularity, popularity_scores, retrieval_order_scores
+from instructrec_batch.evaluation.baselines import popularity_counts, popularity_scores, retrieval_order_scores
 from instructrec_batch.evaluation.protocols import (
     leave_one_out_split,
     retrieval_set,
@@ -83,7 +83,7 @@ def test_align_and_baseline_scores():
     scored = pd.DataFrame({"user_id": ["u1"], "item_id": ["b"], "score": [0.5]})
     m = es.align(scored)
     assert m[0, 1] == 0.5 and m[0, 0] == -np.inf and np.isnan(m[0, 2]) and np.isnan(m[1]).all()
-    pop = item_popularity(split.histories)
+    pop = popularity_counts(split.histories)
     assert pop["b"] == 2 and "d" not in pop  # held-out targets never count
     ps = popularity_scores(es, pop)
     assert ps[0, 0] == 0 and ps[0, 1] == 2 and np.isnan(ps[0, 2])
@@ -111,7 +111,7 @@ def test_user_sample_is_stable_and_nested():
 
 
 def test_scoring_only_retrieved_users_gives_the_same_metrics():
-    from instructrec_batch.evaluation.runner import _scores_for, metric_rows
+    from instructrec_batch.evaluation.job import _scores_for, metric_rows
 
     split = leave_one_out_split(_interactions(), "test")
     cands = pd.DataFrame(

@@ -1,4 +1,4 @@
-"""run_evaluate end to end on a tiny lake: every system, the eval_runs table, the report, the card."""
+"""The evaluate job (evaluation.job.run) end to end on a tiny lake: every system, the eval_runs table, the report, the card."""
 
 import json
 
@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from instructrec_batch.config import load_config
-from instructrec_batch.evaluation import run_evaluate
+from instructrec_batch.evaluation import job as evaluate_job
 from instructrec_batch.lake import Lake
 from instructrec_batch.lake.schemas import INTERACTIONS, ITEMS
 
@@ -90,7 +90,7 @@ def test_every_system_table_report_and_template_feedback(spark, tmp_path, tiny_m
     _write_lake(lake)
     version = _publish_tiny(cfg, tiny_model_dir, tmp_path)
 
-    result = run_evaluate(spark, lake, cfg)
+    result = evaluate_job.run(spark, lake, cfg)
 
     table = result.table
     stored = lake.read_arrow("eval_runs").to_pandas()
@@ -126,8 +126,8 @@ def test_seeded_rerun_gives_identical_numbers(spark, tmp_path, tiny_model_dir):
     cfg = _cfg(tmp_path, tiny_model_dir, ["evaluation.systems=[popularity, retrieval, sasrec]"])
     lake = Lake(cfg.lake, spark)
     _write_lake(lake)
-    first = run_evaluate(spark, lake, cfg)
-    second = run_evaluate(spark, lake, cfg)
+    first = evaluate_job.run(spark, lake, cfg)
+    second = evaluate_job.run(spark, lake, cfg)
     cols = ["protocol", "system", "metric", "value", "n_users"]
     assert first.run_id != second.run_id
     assert first.table[cols].equals(second.table[cols])
@@ -141,7 +141,7 @@ def test_seeded_rerun_gives_identical_numbers(spark, tmp_path, tiny_model_dir):
 
 
 def test_pick_template_takes_the_best_and_breaks_ties_by_id():
-    from instructrec_batch.evaluation.runner import pick_template
+    from instructrec_batch.evaluation.job import pick_template
 
     assert pick_template({"T3-b": 0.2, "T3-a": 0.1}) == "T3-b"
     assert pick_template({"T3-b": 0.2, "T3-a": 0.2}) == "T3-a"

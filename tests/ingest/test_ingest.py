@@ -3,7 +3,7 @@
 import deltalake
 
 from instructrec_batch.config import GenericSource, load_config
-from instructrec_batch.ingest import load_sources, run_ingest
+from instructrec_batch.ingest import job as ingest_job, load_sources
 from instructrec_batch.ingest.job import SAMPLE_DIR
 
 
@@ -49,7 +49,7 @@ def test_generic_csv_mapping_builds_a_lake(spark, tmp_path, cfg):
     from instructrec_batch.lake import Lake
 
     lake = Lake(cfg.lake, spark)
-    result = run_ingest(spark, lake, cfg)
+    result = ingest_job.run(spark, lake, cfg)
     assert result["rows"]["items"] == 3 and result["rows"]["interactions"] == 3
     table = deltalake.DeltaTable(lake.path("interactions")).to_pyarrow_table().to_pylist()
     user7 = sorted((r["position"], r["item_id"]) for r in table if r["user_id"] == "7")

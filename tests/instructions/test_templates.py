@@ -94,7 +94,7 @@ USERS = {
 def _row(user_id, profile):
     return SimpleNamespace(
         user_id=user_id, cand_ids=[f"c{k}" for k in range(20)], cand_titles=[f"Candidate {k}" for k in range(20)],
-        **profile,
+        cand_ranks=list(range(1, 21)), cand_popularity=[0.01] * 20, **profile,
     )
 
 
@@ -113,7 +113,7 @@ def test_every_template_renders(library, tokenizer, user):
             has_pref, has_int = USERS[user]["has_reviews"], bool(USERS[user]["intents"])
             used = choose_template(library, tpl, has_pref, has_int)
             body = used.render(
-                history=fields.history_block(row.history_titles, 100),
+                history="\n".join(fields.history_lines(row.history_titles, 100)),
                 preference=fields.preference_text(["Great"], [], [], [], 400) if has_pref else "",
                 intention=fields.intention_text(row.intents or [], 400),
                 candidates=fields.candidate_block(["A", "B"], ["Candidate 0", "Candidate 1"], 100),

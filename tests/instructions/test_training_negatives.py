@@ -23,7 +23,7 @@ def test_mix_takes_retrieval_first_then_random_and_never_excluded_items():
 
 def test_retrieval_negatives_never_hold_the_target_or_a_later_item(spark, cfg, tiny_model_dir):
     from instructrec_batch.instructions import build_training_examples
-    from instructrec_batch.pipeline.jobs import serving_negatives
+    from instructrec_batch.pipeline.commands import serving_negatives
     from instructrec_batch.retrieval import leave_one_out
 
     rng = random.Random(3)

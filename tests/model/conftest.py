@@ -22,8 +22,8 @@ def make_examples(tokenizer_dir, n: int, seed: int, n_candidates: int = 20, form
     rows = []
     for u in range(n):
         form = forms[u % len(forms)]
-        # (matching rows, new, draw distinct ids: their target is found by id)
-        items = rng.sample(range(1000), n_candidates) if form == "matching" else [rng.randrange(1000) for _ in range(n_candidates)]
+        # Distinct ids, as real examples have (the serving scorer refuses duplicate candidates).
+        items = rng.sample(range(1000), n_candidates)
         titles = [f"{rng.choice(WORDS).title()} {rng.choice(WORDS).title()} {i}" for i in items]
         target = rng.randrange(n_candidates)
         titles[target] += " Deluxe"

@@ -7,17 +7,25 @@ from instructrec_batch.scoring.actor import fused_scores
 
 
 def test_fused_score_equals_a_hand_computation():
-    params = FusionParams(rank_weight=0.5, popularity_weight=0.2)
     model = np.array([-2.0, -1.0, -3.0])
     ranks = np.array([1.0, 2.0, np.nan])  # the third was not ranked by the retriever: rank n + 1 = 4
     pop = np.array([0.1, 0.0, 0.5])
-    expected = [
-        -2.0 + 0.5 * -np.log(1) + 0.2 * np.log(0.1 + 1e-5),
-        -1.0 + 0.5 * -np.log(2) + 0.2 * np.log(0.0 + 1e-5),
-        -3.0 + 0.5 * -np.log(4) + 0.2 * np.log(0.5 + 1e-5),
-    ]
-    np.testing.assert_allclose(fuse(model, ranks, pop, params), expected, rtol=1e-12)
-    np.testing.assert_allclose(fuse(model[None], ranks[None], pop[None], params)[0], expected, rtol=1e-12)
+    prior = [0.5 * -np.log(1) + 0.2 * np.log(0.1 + 1e-5), 0.5 * -np.log(2) + 0.2 * np.log(0.0 + 1e-5),
+             0.5 * -np.log(4) + 0.2 * np.log(0.5 + 1e-5)]
+    raw = FusionParams(rank_weight=0.5, popularity_weight=0.2, model_weight=2.0, model_scale="raw")
+    np.testing.assert_allclose(fuse(model, ranks, pop, raw), 2.0 * model + prior, rtol=1e-12)
+    z = (model - model.mean()) / model.std()  # -> [0, 1.2247, -1.2247]
+    params = FusionParams(rank_weight=0.5, popularity_weight=0.2, model_weight=2.0)
+    np.testing.assert_allclose(fuse(model, ranks, pop, params), 2.0 * z + prior, rtol=1e-12)
+    np.testing.assert_allclose(fuse(model[None], ranks[None], pop[None], params)[0], 2.0 * z + prior, rtol=1e-12)
+
+
+def test_standardisation_leaves_padding_and_unscored_entries_alone():
+    from instructrec_batch.model.fusion import per_user_z
+
+    out = per_user_z(np.array([[1.0, 3.0, np.nan], [-np.inf, -np.inf, -np.inf], [2.0, 2.0, 2.0]]))
+    np.testing.assert_array_equal(out[0, :2], [-1.0, 1.0])
+    assert np.isnan(out[0, 2]) and np.isneginf(out[1]).all() and (out[2] == 0).all()
 
 
 def test_no_fusion_is_the_model_order_and_rows_without_features_stay_model_only():
@@ -30,7 +38,7 @@ def test_no_fusion_is_the_model_order_and_rows_without_features_stay_model_only(
     assert fused_scores(record, model, None) is model  # scoring.fusion: none
 
 
-def test_fusion_round_trips_through_the_model_card(tmp_path):
+def test_fusion_round_trips_through_the_model_card(tmp_path, monkeypatch):
     from instructrec_batch.config import load_config
     from instructrec_batch.model.registry import publish, update_card
     from instructrec_batch.pipeline.stages import choose_model
@@ -43,8 +51,11 @@ def test_fusion_round_trips_through_the_model_card(tmp_path):
     base.mkdir()
     import instructrec_batch.model.registry as registry
 
-    registry._write_models = lambda adapter_dir, base_dir, out: (out / "merged").mkdir(parents=True)
+    # Publishing merges real weights; the card is what this test is about.
+    monkeypatch.setattr(registry, "_write_models", lambda adapter_dir, base_dir, out: (out / "merged").mkdir(parents=True))
     version = publish(cfg.model, adapter, base, {})
-    params = FusionParams(rank_weight=0.7, popularity_weight=0.05)
+    params = FusionParams(rank_weight=1.0, popularity_weight=0.05, model_weight=0.7)
     update_card(cfg.model, version.name, version.version, fusion=params.to_card())
     assert FusionParams.from_card(choose_model(cfg, required=True).fusion) == params
+    legacy = FusionParams.from_card({"rank_weight": 3.0, "popularity_weight": 0.5, "model_weight": 1.0})
+    assert legacy.model_scale == "raw", "a card fitted before standardisation keeps its raw form"

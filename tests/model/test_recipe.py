@@ -30,7 +30,6 @@ def run(cfg, tiny_model_dir, root, train, val=(), fresh=True):
 
 def test_loss_decreases_and_best_adapter_reloads_and_merges(learnable_model_dir, tmp_path, train_examples):
     tiny_model_dir = learnable_model_dir
-    pytest.importorskip("instructrec_batch.evaluation.metrics")
     from peft import PeftModel
 
     cfg = tune_cfg(max_steps=20, grad_accum=1, eval_every=10, bf16=True, learning_rate=1e-2)  # bf16 if the CPU has it
@@ -107,7 +106,6 @@ def test_checkpoints_of_another_run_are_not_resumed(tmp_path):
 def test_ranking_matching_examples_lifts_the_likelihood_ranking(learnable_model_dir, tmp_path):
     """Matching examples with negatives: the likelihood scorer's validation ranking improves on the
     users it trained on (the target is the title ending in 'Deluxe')."""
-    pytest.importorskip("instructrec_batch.evaluation.metrics")
     from tests.model.conftest import make_examples
 
     train = make_examples(learnable_model_dir, 32, seed=6, n_candidates=8, forms=("matching",))

@@ -1,9 +1,9 @@
-"""run_tune end to end on the tiny model: one process, and two Ray Train workers with DDP."""
+"""The tune job (model.job.run) end to end on the tiny model: one process, and two Ray Train workers with DDP."""
 
 import pytest
 
 from instructrec_batch.model.registry import resolve
-from instructrec_batch.model.tuning import run_tune
+from instructrec_batch.model import job as tune_job
 
 
 def tiny_cfg(cfg, tiny_model_dir, tmp_path, **tune):
@@ -16,12 +16,11 @@ def tiny_cfg(cfg, tiny_model_dir, tmp_path, **tune):
     return cfg
 
 
-def test_run_tune_publishes_a_version_with_a_complete_card(cfg, tiny_model_dir, tmp_path, train_examples,
+def test_tune_publishes_a_version_with_a_complete_card(cfg, tiny_model_dir, tmp_path, train_examples,
                                                           val_matching):
-    pytest.importorskip("instructrec_batch.evaluation.metrics")
     cfg = tiny_cfg(cfg, tiny_model_dir, tmp_path)
     assert cfg.tune.validation_scorer == "likelihood"
-    version = run_tune(train_examples, val_matching, cfg, data_versions={"items": 2, "interactions": 5},
+    version = tune_job.run(train_examples, val_matching, cfg, data_versions={"items": 2, "interactions": 5},
                        template_version="lib-7")
     assert resolve(cfg.model).version == version.version == "v0001"
     card = version.card
@@ -39,7 +38,7 @@ def test_run_tune_publishes_a_version_with_a_complete_card(cfg, tiny_model_dir, 
 
 def test_two_ray_train_workers_with_ddp(cfg, tiny_model_dir, tmp_path, train_examples, ray_local):
     cfg = tiny_cfg(cfg, tiny_model_dir, tmp_path, num_workers=2, max_steps=2, eval_every=0, checkpoint_every=1)
-    version = run_tune(train_examples, None, cfg, data_versions={}, template_version="lib-7")
+    version = tune_job.run(train_examples, None, cfg, data_versions={}, template_version="lib-7")
     training = version.card["training"]
     assert training["world_size"] == 2 and training["step"] == 2
     assert version.card["validation"]["metrics"] is None  # no validation examples: the final adapter

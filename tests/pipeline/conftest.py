@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from instructrec_batch.config import load_config
-from instructrec_batch.ingest import run_ingest
+from instructrec_batch.ingest import job as ingest_job
 from instructrec_batch.lake import Lake
 
 
@@ -41,5 +41,5 @@ def model_copy(tmp_path, tiny_model_dir):
 def small_lake(tmp_path, spark, model_copy):
     cfg = small_config(tmp_path, model_copy)
     lake = Lake(cfg.lake, spark)
-    run_ingest(spark, lake, cfg)
+    ingest_job.run(spark, lake, cfg)
     return cfg, lake

@@ -29,12 +29,12 @@ def _field_spans(prompt):
 
 
 def test_hostile_rows_are_quarantined_or_cleaned_and_the_run_is_unaffected(tmp_path, spark, ray_local, model_copy):
-    from instructrec_batch.ingest import run_ingest
+    from instructrec_batch.ingest import job as ingest_job
     from instructrec_batch.lake import Lake
 
     cfg = small_config(tmp_path, model_copy, users=15, extra=["instructions.inference_template=T3-P2I0-a"])
     lake = Lake(cfg.lake, spark)
-    run_ingest(spark, lake, cfg)
+    ingest_job.run(spark, lake, cfg)
     items = lake.read("items")
     inter = lake.read("interactions")
     inter_rows = inter.collect()

@@ -93,12 +93,12 @@ GOOD_CSV = "uid,iid,pos,review\nu1,1,0,fine\nu1,2,1,good\nu2,2,0,ok\nu2,3,1,nice
 
 
 def _ingest(spark, cfg, tmp_path, interactions: str):
-    from instructrec_batch.ingest import run_ingest
+    from instructrec_batch.ingest import job as ingest_job
 
     cfg.ingest.sources = ["generic"]
     cfg.ingest.generic = _generic(tmp_path, ITEMS_CSV, interactions)
     lake = Lake(cfg.lake, spark)
-    return lake, run_ingest(spark, lake, cfg)
+    return lake, ingest_job.run(spark, lake, cfg)
 
 
 def test_ingest_whose_rows_are_all_bad_fails_and_keeps_the_previous_snapshot(spark, cfg, tmp_path):
@@ -195,13 +195,13 @@ def test_stale_running_rows_are_abandoned_and_dead_staging_removed(tmp_path):
 # ── 8. tuning budget ────────────────────────────────────────────────────────────────────────────
 def test_tuning_budget_counts_training_and_validates_each_step_once(cfg, tiny_model_dir, tmp_path, train_examples,
                                                                     val_matching):
-    from instructrec_batch.model.tuning import run_tune
+    from instructrec_batch.model import job as tune_job
     from tests.model.test_tuning import tiny_cfg
 
     # A budget far below one validation: before the fix it was spent before step 1 and step 0 was
     # validated twice; now training gets its step and each step is validated once.
     cfg = tiny_cfg(cfg, tiny_model_dir, tmp_path, time_budget_minutes=1e-4, max_steps=4)
-    card = run_tune(train_examples, val_matching, cfg, data_versions={}, template_version="t").card
+    card = tune_job.run(train_examples, val_matching, cfg, data_versions={}, template_version="t").card
     steps = [h["step"] for h in card["validation"]["history"]]
     assert card["training"]["step"] >= 1
     assert len(steps) == len(set(steps)), steps

@@ -23,7 +23,7 @@ from instructrec_batch.instructions import fields
 from instructrec_batch.instructions.prompts import render_user
 from instructrec_batch.instructions.render import LETTERS, count_tokens, tokenizer_for
 from instructrec_batch.instructions.templates import load_template_library
-from instructrec_batch.scoring.frame import rank_candidates, top_k
+from instructrec_batch.model.frame import rank_candidates, top_k
 from instructrec_batch.text import clean_text
 
 HOSTILE = [
@@ -74,7 +74,7 @@ def test_blocks_have_one_line_per_value_whatever_the_values(titles):
     lines = block.split("\n")
     assert [line.rsplit(" ", 1)[1] for line in lines] == [f"[{letter}]" for letter in letters]
     assert all(re.fullmatch(r"<<[^<>\n]*>> \[[A-T]\]", line) for line in lines)
-    assert len(fields.history_block(titles, 100).split("\n")) == len(titles)
+    assert len("\n".join(fields.history_lines(titles, 100)).split("\n")) == len(titles)
 
 
 def test_clean_text_examples():
@@ -96,6 +96,7 @@ def prompt_kit(base_model_dir):
 def _user_row(user_id, history, titles, liked, intents):
     return SimpleNamespace(
         user_id=user_id, cand_ids=[f"item{i}" for i in range(len(titles))], cand_titles=titles,
+        cand_ranks=list(range(1, len(titles) + 1)), cand_popularity=[0.0] * len(titles),
         history_titles=history, liked=liked, disliked=[], fav_category=["Video Games"], fav_brand=[],
         has_reviews=bool(liked), intents=intents,
     )

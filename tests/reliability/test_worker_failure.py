@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from instructrec_batch.ingest import run_ingest
+from instructrec_batch.ingest import job as ingest_job
 from instructrec_batch.lake import Lake
 from instructrec_batch.pipeline.nightly import SPARK_STAGES, run_score, run_spark_stages
 from instructrec_batch.pipeline.runs import latest_runs
@@ -36,7 +36,7 @@ def _config(tmp_path, model_dir, retries: int):
 def real_model_lake(tmp_path, spark, base_model_dir):
     cfg = _config(tmp_path, base_model_dir, retries=2)
     lake = Lake(cfg.lake, spark)
-    run_ingest(spark, lake, cfg)
+    ingest_job.run(spark, lake, cfg)
     run_spark_stages(cfg, D, SPARK_STAGES, spark=spark)
     return cfg, lake
 

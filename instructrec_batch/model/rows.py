@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..instructions.fields import as_list
+
 SCORERS = ("verbalizer", "likelihood", "naive")
 
 
@@ -29,12 +31,6 @@ class PreparedRow:
     @property
     def n_input_tokens(self) -> int:
         return len(self.prompt_ids)
-
-
-def _listed(value) -> list:
-    """A list column's value as a list: None -> [], and numpy arrays (how pandas frames from Arrow hold
-    list columns) as well as lists, without the ambiguous truth value of an array."""
-    return [] if value is None else list(value)
 
 
 class RowPreparer:
@@ -64,7 +60,7 @@ class RowPreparer:
         user_id = row.get("user_id")
         if user_id is None:
             raise MalformedRow("user_id is null")
-        item_ids = _listed(row.get("candidate_item_ids"))
+        item_ids = as_list(row.get("candidate_item_ids"))
         if not item_ids:
             raise MalformedRow("candidate_item_ids is empty")
         if any(i is None for i in item_ids):
@@ -90,7 +86,7 @@ class RowPreparer:
         return prepared
 
     def _letter_ids(self, letters, n: int) -> list[int]:
-        letters = _listed(letters)
+        letters = as_list(letters)
         if len(letters) != n:
             raise MalformedRow(f"{len(letters)} candidate_letters for {n} candidate_item_ids")
         if len(set(letters)) != n:
@@ -106,7 +102,7 @@ class RowPreparer:
         return ids
 
     def _title_ids(self, titles, n: int) -> list[list[int]]:
-        titles = _listed(titles)
+        titles = as_list(titles)
         if len(titles) != n:
             raise MalformedRow(f"{len(titles)} candidate_titles for {n} candidate_item_ids")
         if any(not t for t in titles):

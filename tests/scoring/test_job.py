@@ -9,7 +9,7 @@ import pytest
 
 from instructrec_batch.lake import Lake
 from instructrec_batch.model.base import load_tokenizer
-from instructrec_batch.scoring import score_run
+from instructrec_batch.scoring import job as scoring_job
 
 from .helpers import fallback_row, prompt_row, prompts_table
 
@@ -30,7 +30,7 @@ def _recs(lake: Lake, run_date: str = RUN_DATE) -> list[dict]:
     return lake.read_arrow("recommendations", partition={"run_date": run_date}).to_pylist()
 
 
-def test_score_run_writes_top_k_and_quarantines_bad_rows(scoring_cfg, tiny_model_dir, ray_local):
+def test_scoring_job_writes_top_k_and_quarantines_bad_rows(scoring_cfg, tiny_model_dir, ray_local):
     tokenizer = load_tokenizer(tiny_model_dir)
     lake = Lake(scoring_cfg.lake)
     good = [prompt_row(tokenizer, f"u{i}", n_candidates=6 + (i % 3) * 5, history=1 + i, offset=i) for i in range(6)]
@@ -39,7 +39,7 @@ def test_score_run_writes_top_k_and_quarantines_bad_rows(scoring_cfg, tiny_model
     malformed = {**good[0], "user_id": "broken", "candidate_letters": ["A", "B"]}
     lake.write_arrow(prompts_table([*good, fallback, malformed], RUN_DATE), "prompts", mode="overwrite", partition={"run_date": RUN_DATE})
 
-    summary = score_run(scoring_cfg, lake, RUN_DATE, str(tiny_model_dir), "tiny", "v1")
+    summary = scoring_job.run(scoring_cfg, lake, RUN_DATE, str(tiny_model_dir), "tiny", "v1")
 
     recs = _recs(lake)
     by_user: dict[str, list[dict]] = {}
@@ -73,8 +73,8 @@ def test_score_run_writes_top_k_and_quarantines_bad_rows(scoring_cfg, tiny_model
     other_date = "2026-11-21"
     lake.write_arrow(prompts_table(good[:2], other_date), "prompts", mode="overwrite", partition={"run_date": other_date})
     lake.write_arrow(prompts_table(good[1:], RUN_DATE), "prompts", mode="overwrite", partition={"run_date": RUN_DATE})
-    score_run(scoring_cfg, lake, other_date, str(tiny_model_dir), "tiny", "v1")
-    score_run(scoring_cfg, lake, RUN_DATE, str(tiny_model_dir), "tiny", "v2")
+    scoring_job.run(scoring_cfg, lake, other_date, str(tiny_model_dir), "tiny", "v1")
+    scoring_job.run(scoring_cfg, lake, RUN_DATE, str(tiny_model_dir), "tiny", "v2")
     rerun = _recs(lake)
     assert {r["user_id"] for r in rerun} == {r["user_id"] for r in good[1:]}
     assert len(rerun) == sum(min(K, len(r["candidate_item_ids"])) for r in good[1:])
@@ -87,11 +87,11 @@ def test_failed_run_leaves_previous_partition_intact(scoring_cfg, tiny_model_dir
     tokenizer = load_tokenizer(tiny_model_dir)
     lake = Lake(scoring_cfg.lake)
     lake.write_arrow(prompts_table([prompt_row(tokenizer, "u0", 6, 2)], RUN_DATE), "prompts", mode="overwrite", partition={"run_date": RUN_DATE})
-    score_run(scoring_cfg, lake, RUN_DATE, str(tiny_model_dir), "tiny", "v1")
+    scoring_job.run(scoring_cfg, lake, RUN_DATE, str(tiny_model_dir), "tiny", "v1")
     before = lake.version("recommendations")
     scoring_cfg.scoring.max_retries = 0
     with pytest.raises(Exception):
-        score_run(scoring_cfg, lake, RUN_DATE, str(tmp_path / "no-such-model"), "tiny", "v2")
+        scoring_job.run(scoring_cfg, lake, RUN_DATE, str(tmp_path / "no-such-model"), "tiny", "v2")
     assert lake.version("recommendations") == before
     assert {r["model_version"] for r in _recs(lake)} == {"v1"}
     assert not list((lake.root / "_staging").glob("score-*"))  # staging cleaned even on failure

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from ..config import Config
+from ..errors import InstructRecError
 from ..lake import Lake
 from ..logs import event
 from . import runs as run_records
@@ -14,8 +15,8 @@ from .stages import write_quarantine
 log = logging.getLogger(__name__)
 
 
-def ingest_job(cfg: Config, run_date: str | None = None) -> dict:
-    from ..ingest import run_ingest
+def ingest(cfg: Config, run_date: str | None = None) -> dict:
+    from ..ingest import job as ingest_job
     from ..spark import get_spark, stop_spark
 
     run_date = check_run_date(run_date)
@@ -23,7 +24,7 @@ def ingest_job(cfg: Config, run_date: str | None = None) -> dict:
     try:
         lake = Lake(cfg.lake, spark)
         with run_records.record_stage(lake, cfg, run_date, "ingest") as run:
-            result = run_ingest(spark, lake, cfg)
+            result = ingest_job.run(spark, lake, cfg)
             bad = write_quarantine(lake, result["quarantine"], run_date, "ingest", run.run_id)
             run.quarantine_count = sum(bad.values())
             run.row_counts = result["rows"]
@@ -41,10 +42,9 @@ def ingest_job(cfg: Config, run_date: str | None = None) -> dict:
 def build_tuning_examples(spark, lake: Lake, cfg: Config):
     """Leave-one-out examples from the lake as pandas: the last item of each user is test (never
     used here), the one before is validation, and the one before that is the training target."""
-    from pyspark.sql import functions as F
-
     from ..instructions import build_training_examples
     from ..instructions.templates import SCORER_FORMS
+    from ..lake.sampling import seeded_users
     from ..model.base import base_model_dir
     from ..retrieval import leave_one_out
     from .stages import read_validated_inputs
@@ -53,10 +53,7 @@ def build_tuning_examples(spark, lake: Lake, cfg: Config):
     everyone = checked.interactions
     interactions = everyone
     if cfg.tune.max_train_users:
-        users = (
-            interactions.select("user_id").distinct()
-            .orderBy(F.xxhash64("user_id", F.lit(cfg.tune.seed)), "user_id").limit(cfg.tune.max_train_users)
-        )
+        users = seeded_users(interactions, cfg.tune.max_train_users, cfg.tune.seed)
         interactions = interactions.join(users, "user_id", "left_semi")
     without_test, _test = leave_one_out(interactions, holdout=1)
     train_history, val_targets = leave_one_out(without_test, holdout=1)
@@ -69,7 +66,7 @@ def build_tuning_examples(spark, lake: Lake, cfg: Config):
     # Validation ranks 1 positive + 19 negatives, the protocol we report, in the form the validation
     # scorer reads: reranking prompts (letters) for the verbalizer, matching prompts for likelihood.
     val_tune = cfg.tune.model_copy(update={"task_mix": {SCORER_FORMS[cfg.tune.validation_scorer]: 1.0}})
-    val_users = val_targets.orderBy(F.xxhash64("user_id", F.lit(cfg.tune.seed + 1))).limit(cfg.tune.eval_users)
+    val_users = val_targets.join(seeded_users(val_targets, cfg.tune.eval_users, cfg.tune.seed + 1), "user_id", "left_semi")
     val = build_training_examples(
         train_history, val_users, checked.items, checked.intents, tokenizer_dir, cfg.instructions, val_tune,
         seed=cfg.tune.seed + 1,
@@ -105,12 +102,11 @@ def serving_negatives(everyone, history_for_train, train_targets, cfg: Config) -
     return out
 
 
-def tune_job(cfg: Config):
-    from ..evaluation.fusion import fit_fusion_for_model, fusion_validation_set
+def tune(cfg: Config):
+    from ..evaluation.fusion import fusion_validation_set
     from ..instructions import load_template_library
+    from ..model import job as tune_job
     from ..model.base import base_model_dir
-    from ..model.registry import update_card
-    from ..model.tuning import run_tune
     from ..spark import get_spark, stop_spark
     from .stages import read_validated_inputs
 
@@ -126,25 +122,56 @@ def tune_job(cfg: Config):
         stop_spark(spark)  # free the JVM and its memory before training
     event(log, "tune: examples built", train=len(train), validation=len(val))
     library = load_template_library(cfg.instructions.templates_path)
-    version = run_tune(train, val, cfg, data_versions=versions, template_version=library.version)
+    version = tune_job.run(train, val, cfg, data_versions=versions, template_version=library.version)
     if fusion_data is not None:
-        params, record = fit_fusion_for_model(str(version.merged_dir), fusion_data, cfg)
-        version = update_card(cfg.model, version.name, version.version, fusion=params.to_card(), fusion_fit=record)
-        print(f"fusion fitted on {record['users']} validation users ({record['users_with_item_retrieved']} with "
-              f"their item retrieved): NDCG@10 retrieval order {record['ndcg@10_retrieval_order']:.4f}, "
-              f"model only {record['ndcg@10_model_only']:.4f}, fused {record['ndcg@10_fused']:.4f} "
-              f"(rank weight {params.rank_weight}, popularity weight {params.popularity_weight})")
+        version = _fit_and_store_fusion(cfg, version, fusion_data)
     print(f"published model {version.name}/{version.version} at {version.path}")
     return version
 
 
-def evaluate_job(cfg: Config):
-    from ..evaluation import run_evaluate
+def fit_fusion(cfg: Config):
+    """Fit the score fusion of a published model (model.name / model.version) again, without training:
+    after a change of the retrieval config, or for a model tuned before fusion existed."""
+    from ..evaluation.fusion import fusion_validation_set
+    from ..model.base import base_model_dir
+    from ..model.registry import resolve
+    from ..spark import get_spark, stop_spark
+    from .stages import read_validated_inputs
+
+    version = resolve(cfg.model)
+    if not cfg.tune.fusion_users:
+        raise InstructRecError("tune.fusion_users is 0: nothing to fit fusion on")
+    spark = get_spark(cfg.spark)
+    try:
+        checked = read_validated_inputs(Lake(cfg.lake, spark))
+        fusion_data = fusion_validation_set(spark, checked.interactions, checked.items, checked.intents,
+                                            str(base_model_dir(cfg.model)), cfg)
+    finally:
+        stop_spark(spark)
+    return _fit_and_store_fusion(cfg, version, fusion_data)
+
+
+def _fit_and_store_fusion(cfg: Config, version, fusion_data):
+    from ..evaluation.fusion import fit_fusion_for_model
+    from ..model.registry import update_card
+
+    params, record = fit_fusion_for_model(str(version.merged_dir), fusion_data, cfg)
+    version = update_card(cfg.model, version.name, version.version, fusion=params.to_card(), fusion_fit=record)
+    print(f"fusion of {version.name}/{version.version} fitted on {record['users']} validation users "
+          f"({record['users_with_item_retrieved']} with their item retrieved): NDCG@10 retrieval order "
+          f"{record['ndcg@10_retrieval_order']:.4f}, model only {record['ndcg@10_model_only']:.4f}, fused "
+          f"{record['ndcg@10_fused']:.4f} (model weight {params.model_weight}, popularity weight "
+          f"{params.popularity_weight}, rank weight 1)")
+    return version
+
+
+def evaluate(cfg: Config):
+    from ..evaluation import job as evaluate_job
     from ..spark import get_spark, stop_spark
 
     spark = get_spark(cfg.spark)
     try:
-        result = run_evaluate(spark, Lake(cfg.lake, spark), cfg)
+        result = evaluate_job.run(spark, Lake(cfg.lake, spark), cfg)
     finally:
         stop_spark(spark)
     print(f"report: {result.report_path}")

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from instructrec_batch.config import ScoringConfig
 import pytest
 import torch
 
 from instructrec_batch.model.base import load_causal_lm, load_tokenizer
-from instructrec_batch.scoring import score_frame, top_k
-from instructrec_batch.scoring.batching import token_batches
-from instructrec_batch.scoring.device import resolve_dtype
-from instructrec_batch.scoring.frame import score_records
-from instructrec_batch.scoring.rows import MalformedRow, RowPreparer
+from instructrec_batch.model.frame import score_frame, top_k
+from instructrec_batch.model.token_batches import token_batches
+from instructrec_batch.model.device import resolve_dtype
+from instructrec_batch.model.frame import score_records
+from instructrec_batch.model.rows import MalformedRow, RowPreparer
 
-from .helpers import fallback_row, prompt_row
+from tests.scoring.helpers import fallback_row, prompt_row
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,7 @@ def test_token_batches_respect_budget_and_sort_by_length():
 
 def test_verbalizer_matches_last_position_letter_logits(tiny, rows):
     model, tokenizer = tiny
-    scored = score_frame(pd.DataFrame(rows), model, tokenizer, "verbalizer", batch_tokens=300)
+    scored = score_frame(pd.DataFrame(rows), model, tokenizer, ScoringConfig(batch_tokens=300), "verbalizer")
     for row in rows:
         ids = torch.tensor([tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]])
         with torch.no_grad():
@@ -66,7 +68,7 @@ def test_verbalizer_matches_last_position_letter_logits(tiny, rows):
 @pytest.mark.parametrize("mean", [True, False])
 def test_likelihood_matches_full_sequence_reference(tiny, rows, mean):
     model, tokenizer = tiny
-    scored = score_frame(pd.DataFrame(rows), model, tokenizer, "likelihood", batch_tokens=500, length_normalize=mean)
+    scored = score_frame(pd.DataFrame(rows), model, tokenizer, ScoringConfig(batch_tokens=500, length_normalize=mean), "likelihood")
     for row in rows[:2]:
         expected = [_reference_title_logp(model, tokenizer, row["prompt"], t, mean) for t in row["candidate_titles"]]
         got = scored[scored.user_id == row["user_id"]].score.to_numpy()
@@ -76,8 +78,8 @@ def test_likelihood_matches_full_sequence_reference(tiny, rows, mean):
 def test_naive_and_likelihood_agree_in_fp32(tiny, rows):
     model, tokenizer = tiny
     frame = pd.DataFrame(rows)
-    packed = score_frame(frame, model, tokenizer, "likelihood", batch_tokens=700)
-    naive = score_frame(frame, model, tokenizer, "naive", batch_tokens=700)
+    packed = score_frame(frame, model, tokenizer, ScoringConfig(batch_tokens=700), "likelihood")
+    naive = score_frame(frame, model, tokenizer, ScoringConfig(batch_tokens=700), "naive")
     assert list(packed.item_id) == list(naive.item_id)
     np.testing.assert_allclose(packed.score.to_numpy(), naive.score.to_numpy(), atol=1e-4)
     assert (top_k(packed, 3).item_id.tolist()) == (top_k(naive, 3).item_id.tolist())
@@ -86,14 +88,14 @@ def test_naive_and_likelihood_agree_in_fp32(tiny, rows):
 def test_batching_does_not_change_scores(tiny, rows):
     model, tokenizer = tiny
     frame = pd.DataFrame(rows)
-    one_by_one = score_frame(frame, model, tokenizer, "verbalizer", batch_tokens=1)
-    together = score_frame(frame, model, tokenizer, "verbalizer", batch_tokens=100_000)
+    one_by_one = score_frame(frame, model, tokenizer, ScoringConfig(batch_tokens=1), "verbalizer")
+    together = score_frame(frame, model, tokenizer, ScoringConfig(batch_tokens=100_000), "verbalizer")
     np.testing.assert_allclose(one_by_one.score.to_numpy(), together.score.to_numpy(), atol=1e-5)
 
 
 def test_fallback_rows_score_in_list_order(tiny):
     model, tokenizer = tiny
-    scored = score_frame(pd.DataFrame([fallback_row("f", ["x", "y", "z"])]), model, tokenizer)
+    scored = score_frame(pd.DataFrame([fallback_row("f", ["x", "y", "z"])]), model, tokenizer, ScoringConfig())
     assert top_k(scored, 3).item_id.tolist() == ["x", "y", "z"]
 
 
@@ -111,7 +113,7 @@ def test_malformed_rows_are_reported_not_raised(tiny, rows):
     too_long = RowPreparer(tokenizer, "verbalizer", max_input_tokens=10, max_title_tokens=32)
     assert "max_input_tokens" in score_records([rows[1]], model, too_long, 4096)[0].error
     with pytest.raises(MalformedRow, match="bad1"):
-        score_frame(pd.DataFrame([bad_letters]), model, tokenizer)
+        score_frame(pd.DataFrame([bad_letters]), model, tokenizer, ScoringConfig(), "verbalizer")
 
 
 def test_top_k_ranks_and_breaks_ties_by_item_id():

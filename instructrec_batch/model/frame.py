@@ -14,13 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..config import ScoringConfig
 from .rows import MalformedRow, PreparedRow, RowPreparer
 from .scorers import score_rows
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MAX_INPUT_TOKENS = 2048
-DEFAULT_MAX_TITLE_TOKENS = 32
 
 
 @dataclass
@@ -86,21 +84,12 @@ def rank_candidates(item_ids: Sequence[str], scores: np.ndarray, k: int) -> list
     return [(rank, item_ids[i], float(scores[i])) for rank, i in enumerate(order[:k], start=1)]
 
 
-def score_frame(
-    prompts: pd.DataFrame,
-    model,
-    tokenizer,
-    scorer: str = "verbalizer",
-    batch_tokens: int = 8192,
-    length_normalize: bool = True,
-    *,
-    max_input_tokens: int = DEFAULT_MAX_INPUT_TOKENS,
-    max_title_tokens: int = DEFAULT_MAX_TITLE_TOKENS,
-) -> pd.DataFrame:
-    """One row per (user, candidate): user_id, item_id, score. Fallback rows score by list order.
+def score_frame(prompts: pd.DataFrame, model, tokenizer, sc: ScoringConfig, scorer: str | None = None) -> pd.DataFrame:
+    """One row per (user, candidate): user_id, item_id, score, by ``scorer`` (default ``sc.scorer``)
+    with the scoring config's budgets. Fallback rows score by list order.
     Raises MalformedRow naming the first user whose row cannot be scored."""
-    preparer = RowPreparer(tokenizer, scorer, max_input_tokens, max_title_tokens)
-    results = score_records(prompts.to_dict("records"), model, preparer, batch_tokens, length_normalize)
+    preparer = RowPreparer(tokenizer, scorer or sc.scorer, sc.max_input_tokens, sc.max_title_tokens)
+    results = score_records(prompts.to_dict("records"), model, preparer, sc.batch_tokens, sc.length_normalize)
     users, items, scores = [], [], []
     for result in results:
         if result.error:

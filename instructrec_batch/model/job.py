@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 # Knobs that change how a run is operated, not what it computes: a checkpoint stays resumable when
 # only these differ (e.g. a second run with a larger time budget continues the first one).
 _OPERATIONAL = {"time_budget_minutes", "checkpoint_every", "keep_checkpoints", "resume", "log_every",
-                "checkpoint_dir", "eval_batch_size"}
+                "checkpoint_dir", "eval_batch_tokens", "fusion_users", "fusion_model_weights",
+                "fusion_popularity_weights"}
 
 
 def checkpoint_root(cfg: Config) -> Path:
@@ -48,7 +49,7 @@ def fingerprint(tune: TuneConfig, base_dir: Path, train: list[dict], val: list[d
     }
 
 
-def run_tune(examples_train, examples_val, cfg: Config, data_versions: dict[str, int],
+def run(examples_train, examples_val, cfg: Config, data_versions: dict[str, int],
              template_version: str) -> ModelVersion:
     """LoRA-tune the base model on the examples (contract of the instructions stage), keep the
     adapter with the best validation metric, and publish it as the next version of cfg.model.name."""

@@ -1,11 +1,11 @@
-"""The three scorers (DESIGN section 5). Pure torch: prepared rows in, one score per candidate out.
+"""The three scorers (benchmarks/scoring.py compares them). Pure torch: prepared rows in, one score per candidate out.
 
 - ``verbalizer``: one forward pass over the prompt, the logits of the candidate letters at the last
   position only (``logits_to_keep=1``: no vocabulary projection for the other positions).
 - ``likelihood``: the log-probability of each candidate's title after the prompt, with the prompt and
   all candidates packed into ONE sequence: candidate tokens see the prompt and their own earlier tokens
   (a 4D block mask) and their positions restart at the prompt's end, so each candidate is scored as if it
-  followed the prompt alone, while the prompt is computed once. Measured fastest in DESIGN.
+  followed the prompt alone, while the prompt is computed once. Measured fastest by benchmarks/scoring.py.
 - ``naive``: one full sequence (prompt + title) per candidate. Benchmark baseline only.
 
 Rows are batched by token budget (``batching.token_batches``). Verbalizer and naive pad on the LEFT so
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .batching import token_batches
+from .token_batches import token_batches
 from .rows import PreparedRow
 
 

@@ -1,4 +1,4 @@
-"""``run_evaluate``: the evaluate job's one call. Coordinates; the logic lives in the pure modules.
+"""``run``: the evaluate job's one call. Coordinates; the logic lives in the pure modules.
 
 Life cycle: read the lake → leave-one-out split (checked against retrieval's Spark split) → evaluation
 sets per protocol → non-LLM systems on every test user → template feedback on validation users (tuned
@@ -32,9 +32,9 @@ from ..errors import InstructRecError, ModelNotFoundError
 from ..model.fusion import FusionParams
 from ..instructions.templates import SCORER_FORMS
 from ..lake import Lake
-from .baselines import fit_sasrec, item_popularity, popularity_scores, retrieval_order_scores, sasrec_eval_scores
+from .baselines import fit_sasrec, popularity_counts, popularity_scores, retrieval_order_scores, sasrec_eval_scores
 from .fusion import fused_matrix, paired_bootstrap_ci, per_user_ndcg
-from .metrics import ranking_metrics, target_ranks
+from ..metrics import ranking_metrics, target_ranks
 from .protocols import EvalSet, Split, leave_one_out_split, retrieval_set, sample_users, sampled_set
 from .report import write_report
 from .sasrec import SASRecParams
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 NON_LLM = ("popularity", "retrieval", "sasrec")
 LLM = ("base_zero_shot", "tuned_verbalizer", "tuned_likelihood", "tuned_fused")
 
-# What each protocol reports (the issue's lists; MRR is kept for both as a threshold-free summary).
+# What each protocol reports (MRR is kept for both as a threshold-free summary).
 PROTOCOL_METRICS = {
     "sampled": dict(ks=(1, 5, 10), ndcg_ks=(5, 10)),
     "retrieval": dict(ks=(10, 20), recall=True, hit_rate=False, ndcg_ks=(10, 20)),
@@ -163,7 +163,7 @@ def _timed(timings: dict[str, float], step: str):
     log.info("%s: %.1f s", step, timings[step])
 
 
-def run_evaluate(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
+def run(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
     from ..retrieval import build_candidates, leave_one_out
 
     e = cfg.evaluation
@@ -210,7 +210,7 @@ def run_evaluate(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
 
     # ── non-LLM systems (every test user) ──
     if "popularity" in e.systems:
-        popularity = item_popularity(test.histories)
+        popularity = popularity_counts(test.histories)
         for protocol, es in sets.items():
             matrices[protocol, "popularity"] = (es, popularity_scores(es, popularity))
             rows += rows_on(es, matrices[protocol, "popularity"][1], "popularity", populations)

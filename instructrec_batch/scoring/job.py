@@ -41,7 +41,7 @@ PROMPT_COLUMNS = [
 ]
 
 
-def score_run(
+def run(
     cfg: Config,
     lake: Lake,
     run_date: str,
@@ -114,15 +114,8 @@ def _score_dataset(ds, sc, model_dir: str, run_date: str, model_name: str, model
             "run_date": run_date,
             "model_name": model_name,
             "model_version": model_version,
-            "scorer": sc.scorer,
-            "dtype": sc.dtype,
-            "batch_tokens": sc.batch_tokens,
-            "length_normalize": sc.length_normalize,
-            "top_k": sc.top_k,
+            "scoring": sc.model_dump(mode="json"),
             "fusion": fusion,
-            "max_input_tokens": sc.max_input_tokens,
-            "max_title_tokens": sc.max_title_tokens,
-            "num_threads": max(1, int(sc.num_cpus_per_actor)),
             # Decided by what the actor reserved, not by what it can see: a CPU actor on a GPU node may
             # still see every GPU (RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=0 leaves CUDA_VISIBLE_DEVICES alone).
             "device": "cuda" if sc.num_gpus_per_actor > 0 else "cpu",
