@@ -134,7 +134,9 @@ def fusion_validation_set(spark: "SparkSession", interactions: "DataFrame", item
     template = load_template_library(cfg.instructions.templates_path).serving_template(
         scorer, cfg.instructions.inference_template, None
     )
-    prompts = build_eval_prompts(spark, history, items, intents, scorable, tokenizer_dir, cfg, template)
+    # A small lake may have no validation user whose item was retrieved: nothing to score then.
+    prompts = (build_eval_prompts(spark, history, items, intents, scorable, tokenizer_dir, cfg, template)
+               if len(scorable) else pd.DataFrame())
     log.info("fusion validation: %d users, the item retrieved for %d (%.1f%%)", len(eval_set), len(scorable),
              100.0 * len(scorable) / max(1, len(eval_set)))
     return FusionValidation(eval_set, scorable, all_histories, prompts, scorer)
