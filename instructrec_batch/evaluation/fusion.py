@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 FIT_METRIC_K = 10
+# Below this many validation users with their item among the candidates the fit is mostly noise.
+MIN_FIT_USERS = 100
 
 
 # ── per-user metrics and paired confidence intervals ────────────────────────────────────────
@@ -169,4 +171,8 @@ def fit_fusion_for_model(model_dir: str, data: FusionValidation, cfg: Config) ->
         "seconds": round(time.time() - started, 1),
     }
     log.info("fusion fitted: %s; %s", params, record)
+    if len(scorable) < MIN_FIT_USERS:
+        log.warning("fusion weights fitted on only %d validation users whose item was retrieved (under %d): "
+                    "treat them as a guess; a larger lake or tune.fusion_users fits them better",
+                    len(scorable), MIN_FIT_USERS)
     return params, record
