@@ -205,6 +205,11 @@ class TuneConfig(Section):
     # Grids next to a rank weight of 1 (model/fusion.py); a model weight of 0 is retrieval + popularity.
     fusion_model_weights: list[NonNegativeFloat] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0]
     fusion_popularity_weights: list[NonNegativeFloat] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
+    # Served when fewer than fusion_min_users validation users have their item retrieved (a small lake,
+    # the demo's): the weights fitted on the full Games set (README, "Two-stage ranking").
+    fusion_min_users: NonNegative = 100
+    fusion_fallback_model_weight: NonNegativeFloat = 0.5
+    fusion_fallback_popularity_weight: NonNegativeFloat = 0.1
     resume: bool = True
 
 

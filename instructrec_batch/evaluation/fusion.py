@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 FIT_METRIC_K = 10
-# Below this many validation users with their item among the candidates the fit is mostly noise.
-MIN_FIT_USERS = 100
 
 
 # ── per-user metrics and paired confidence intervals ────────────────────────────────────────
@@ -161,18 +159,22 @@ def fit_fusion_for_model(model_dir: str, data: FusionValidation, cfg: Config) ->
                               cfg.tune.fusion_popularity_weights)
     retrieval = -ranks
     retrieval[np.equal(es.candidates, None)] = np.nan
+    fitted = len(scorable) >= cfg.tune.fusion_min_users
+    if not fitted:
+        log.warning("only %d validation users have their item among the candidates (tune.fusion_min_users=%d): "
+                    "too few to fit fusion weights; serving tune.fusion_fallback_* instead", len(scorable),
+                    cfg.tune.fusion_min_users)
+        params = FusionParams(rank_weight=1.0, model_weight=cfg.tune.fusion_fallback_model_weight,
+                              popularity_weight=cfg.tune.fusion_fallback_popularity_weight)
     record = {
+        "fitted": fitted,
         "users": int(len(es)),
         "users_with_item_retrieved": int(len(scorable)),
         "ndcg@10_retrieval_order": float(per_user_ndcg(retrieval, es.target_index).mean()),
         "ndcg@10_model_only": float(per_user_ndcg(model, es.target_index).mean()),
-        "ndcg@10_fused": float(grid["ndcg"].max()),
+        "ndcg@10_fused": float(per_user_ndcg(fuse(model, ranks, popularity, params), es.target_index).mean()),
         "scorer": data.scorer,
         "seconds": round(time.time() - started, 1),
     }
-    log.info("fusion fitted: %s; %s", params, record)
-    if len(scorable) < MIN_FIT_USERS:
-        log.warning("fusion weights fitted on only %d validation users whose item was retrieved (under %d): "
-                    "treat them as a guess; a larger lake or tune.fusion_users fits them better",
-                    len(scorable), MIN_FIT_USERS)
+    log.info("fusion: %s; %s", params, record)
     return params, record
