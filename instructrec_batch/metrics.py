@@ -125,3 +125,12 @@ def target_ranks(scores: np.ndarray, target_index: np.ndarray) -> np.ndarray:
     has = target_index >= 0
     out[has] = ranks[np.nonzero(has)[0], target_index[has]]
     return out
+
+
+def per_user_ndcg(scores: np.ndarray, target_index: np.ndarray, k: int = 10) -> np.ndarray:
+    """Each user's NDCG@k with one relevant item: 1/log2(rank + 1) when the target ranks in the top k
+    (the tie rule of ``strict_ranks``), else 0; its mean equals ``ranking_metrics``' NDCG@k. The per-user
+    values are what paired comparisons of two systems need."""
+    ranks = target_ranks(scores, target_index).astype(np.float64)
+    hit = (ranks >= 1) & (ranks <= k)
+    return np.where(hit, 1.0 / np.log2(np.where(hit, ranks, 1.0) + 1.0), 0.0)

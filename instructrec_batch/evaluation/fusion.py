@@ -22,27 +22,18 @@ import numpy as np
 import pandas as pd
 
 from ..config import Config
+from ..metrics import per_user_ndcg
 from ..model.fusion import FusionParams, fuse
 from .baselines import popularity_counts, popularity_scores
-from ..metrics import target_ranks
 from .protocols import EvalSet, leave_one_out_split, retrieval_set, sample_users
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
-FIT_METRIC_K = 10
 
 
-# ── per-user metrics and paired confidence intervals ────────────────────────────────────────
-def per_user_ndcg(scores: np.ndarray, target_index: np.ndarray, k: int = FIT_METRIC_K) -> np.ndarray:
-    """Each user's NDCG@k with one relevant item: 1/log2(rank + 1) when the target ranks in the top k
-    (the tie rule of ``metrics.strict_ranks``), else 0; its mean equals ``ranking_metrics``' NDCG@k."""
-    ranks = target_ranks(scores, target_index).astype(np.float64)
-    hit = (ranks >= 1) & (ranks <= k)
-    return np.where(hit, 1.0 / np.log2(np.where(hit, ranks, 1.0) + 1.0), 0.0)
-
-
+# ── paired confidence intervals ──────────────────────────────────────────────────────────────
 def paired_bootstrap_ci(a: np.ndarray, b: np.ndarray, n_resamples: int = 2000, seed: int = 0,
                         level: float = 0.95) -> tuple[float, float, float]:
     """(mean of a - b, lower, upper): a percentile bootstrap over users of the paired difference.
@@ -115,7 +106,7 @@ def fusion_validation_set(spark: "SparkSession", interactions: "DataFrame", item
                           intents: "DataFrame | None", tokenizer_dir: str, cfg: Config) -> FusionValidation | None:
     from ..instructions import load_template_library
     from ..retrieval import build_candidates, leave_one_out
-    from .llm import build_eval_prompts
+    from .llm import build_eval_prompts, served_scorer
 
     t = cfg.tune
     if not t.fusion_users:
@@ -130,7 +121,7 @@ def fusion_validation_set(spark: "SparkSession", interactions: "DataFrame", item
     cands = build_candidates(history, served, cfg.retrieval).toPandas()
     eval_set = retrieval_set(validation, cands, cfg.retrieval.n_candidates, stage="validation")
     scorable = eval_set.subset(eval_set.user_ids[eval_set.target_index >= 0])
-    scorer = cfg.scoring.scorer if cfg.scoring.scorer != "naive" else "likelihood"
+    scorer = served_scorer(cfg)
     template = load_template_library(cfg.instructions.templates_path).serving_template(
         scorer, cfg.instructions.inference_template, None
     )

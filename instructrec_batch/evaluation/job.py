@@ -29,12 +29,12 @@ import pyarrow as pa
 
 from ..config import Config
 from ..errors import InstructRecError, ModelNotFoundError
-from ..model.fusion import FusionParams
 from ..instructions.templates import SCORER_FORMS
 from ..lake import Lake
+from ..metrics import per_user_ndcg, ranking_metrics, target_ranks
+from ..model.fusion import FusionParams
 from .baselines import fit_sasrec, popularity_counts, popularity_scores, retrieval_order_scores, sasrec_eval_scores
-from .fusion import fused_matrix, paired_bootstrap_ci, per_user_ndcg
-from ..metrics import ranking_metrics, target_ranks
+from .fusion import fused_matrix, paired_bootstrap_ci
 from .protocols import EvalSet, Split, leave_one_out_split, retrieval_set, sample_users, sampled_set
 from .report import write_report
 from .sasrec import SASRecParams
@@ -297,7 +297,7 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
     from ..instructions import load_template_library
     from ..model.base import base_model_dir
     from ..model.registry import resolve, update_card
-    from .llm import build_eval_prompts, llm_scores, load_model
+    from .llm import build_eval_prompts, llm_scores, load_model, served_scorer
 
     e = cfg.evaluation
     rows: list[dict] = []
@@ -332,7 +332,7 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
         wanted = [s for s in wanted if s != "tuned_fused"]
     base = load_model(cfg.model.base.name, base_model_dir(cfg.model), cfg) if "base_zero_shot" in wanted else None
     sample = {"llm_sample": llm_users}
-    plan = [("base_zero_shot", base, _served_scorer(cfg)), ("tuned_verbalizer", tuned_model, "verbalizer"),
+    plan = [("base_zero_shot", base, served_scorer(cfg)), ("tuned_verbalizer", tuned_model, "verbalizer"),
             ("tuned_likelihood", tuned_model, "likelihood")]
     # What scoring would serve each scorer: a pinned template, else the tuned model's best one in the
     # scorer's form, else the library default in that form (so a scorer never reads the other's prompts).
@@ -371,12 +371,6 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
     return best, label, rows
 
 
-def _served_scorer(cfg: Config) -> str:
-    """The scorer the LLM rows use for the served configuration: naive is likelihood without the packing
-    (same scores, far slower), so the evaluation runs the packed one in its place."""
-    return cfg.scoring.scorer if cfg.scoring.scorer != "naive" else "likelihood"
-
-
 def _scores_for(full: EvalSet, part: EvalSet, part_scores: np.ndarray | None) -> np.ndarray:
     """``part``'s scores placed in ``full``'s [n, c] matrix; users outside ``part`` stay unscored (-inf)."""
     scores = full.align(pd.DataFrame({"user_id": [], "item_id": [], "score": []}))
@@ -390,7 +384,7 @@ def _template_feedback(spark, cfg, interactions, items, intents, inter_pd, catal
     protocol; the test item is neither a candidate nor in the history). Returns (best template id, rows)."""
     from ..instructions import load_template_library
     from ..retrieval import leave_one_out
-    from .llm import build_eval_prompts, llm_scores
+    from .llm import build_eval_prompts, llm_scores, served_scorer
 
     e = cfg.evaluation
     validation = leave_one_out_split(inter_pd, "validation")
@@ -399,7 +393,7 @@ def _template_feedback(spark, cfg, interactions, items, intents, inter_pd, catal
     val_set = sampled_set(validation, catalogue, e.n_negatives, e.seed, stage="validation")
     val_history, val_targets = leave_one_out(interactions, 2)
     check_split_agrees(validation, val_targets.toPandas().query("user_id in @users"))
-    scorer = _served_scorer(cfg)
+    scorer = served_scorer(cfg)
     rows, by_template, skipped = [], {}, []
     library = load_template_library(cfg.instructions.templates_path)
     for template in library.for_form(SCORER_FORMS[scorer]):

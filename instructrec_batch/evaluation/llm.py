@@ -32,6 +32,12 @@ class LoadedModel:
     tokenizer: object
 
 
+def served_scorer(cfg: Config) -> str:
+    """The scorer the LLM rows use for the served configuration: naive is likelihood without the packing
+    (same scores, far slower), so the evaluation runs the packed one in its place."""
+    return cfg.scoring.scorer if cfg.scoring.scorer != "naive" else "likelihood"
+
+
 def load_model(label: str, model_dir, cfg: Config) -> LoadedModel:
     from ..model.base import load_scoring_model
 
@@ -54,16 +60,19 @@ def build_eval_prompts(
     """The prompts rows (pandas) for an eval set's users, candidates in the set's column order.
 
     ``history`` must already exclude the held-out items; it is cut to these users here so that a
-    1,000-user sample does not pay for prompts of every user."""
+    1,000-user sample does not pay for prompts of every user. Candidate popularity is the share of
+    every history's users, as serving computes it over the lake, not of the sample's own."""
     from pyspark.sql import functions as F
 
     from ..instructions import build_prompts
+    from ..retrieval.popularity import item_popularity
 
     users = spark.createDataFrame(pd.DataFrame({"user_id": eval_set.user_ids.astype(str)}))
     candidates = spark.createDataFrame(eval_set.candidates_frame())
     own_history = history.join(F.broadcast(users), "user_id")
     own_intents = intents.join(F.broadcast(users), "user_id") if intents is not None else None
-    prompts = build_prompts(own_history, items, candidates, own_intents, tokenizer_dir, cfg.instructions, template_id=template_id)
+    prompts = build_prompts(own_history, items, candidates, own_intents, tokenizer_dir, cfg.instructions,
+                            template_id=template_id, popularity=item_popularity(history))
     return prompts.toPandas()
 
 

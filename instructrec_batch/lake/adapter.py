@@ -209,7 +209,7 @@ class Lake:
                 writer = writer.option("replaceWhere", _partition_predicate(partition)).option("mergeSchema", "true")
             writer.save(self.path(key))
             return self.version(key)
-        staging = self._staging_dir(key)
+        staging = self.staging_dir(key)
         try:
             frame.write.mode("overwrite").parquet(str(staging))
             dataset = pads.dataset(str(staging), format="parquet", schema=spec.schema)
@@ -266,8 +266,6 @@ class Lake:
             log.warning("removed %d staging folders left by killed runs: %s", len(removed), [p.name for p in removed])
         return removed
 
-    def _staging_dir(self, key: str) -> Path:
-        return self.staging_dir(key)
 
     def _need_spark(self) -> "SparkSession":
         if self.spark is None:

@@ -39,17 +39,15 @@ def ingest(cfg: Config, run_date: str | None = None) -> dict:
         stop_spark(spark)
 
 
-def build_tuning_examples(spark, lake: Lake, cfg: Config):
-    """Leave-one-out examples from the lake as pandas: the last item of each user is test (never
-    used here), the one before is validation, and the one before that is the training target."""
+def build_tuning_examples(checked, cfg: Config):
+    """Leave-one-out examples from the validated inputs as pandas: the last item of each user is test
+    (never used here), the one before is validation, and the one before that is the training target."""
     from ..instructions import build_training_examples
     from ..instructions.templates import SCORER_FORMS
     from ..lake.sampling import seeded_users
     from ..model.base import base_model_dir
     from ..retrieval import leave_one_out
-    from .stages import read_validated_inputs
 
-    checked = read_validated_inputs(lake)
     everyone = checked.interactions
     interactions = everyone
     if cfg.tune.max_train_users:
@@ -114,8 +112,8 @@ def tune(cfg: Config):
     try:
         lake = Lake(cfg.lake, spark)
         versions = lake.versions(("items", "interactions", "intents"))
-        train, val = build_tuning_examples(spark, lake, cfg)
         checked = read_validated_inputs(lake)
+        train, val = build_tuning_examples(checked, cfg)
         fusion_data = fusion_validation_set(spark, checked.interactions, checked.items, checked.intents,
                                             str(base_model_dir(cfg.model)), cfg)
     finally:

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from instructrec_batch.evaluation.fusion import fit_fusion, paired_bootstrap_ci, per_user_ndcg
-from instructrec_batch.metrics import ranking_metrics
+from instructrec_batch.evaluation.fusion import fit_fusion, paired_bootstrap_ci
+from instructrec_batch.metrics import per_user_ndcg, ranking_metrics
 
 
 def test_per_user_ndcg_averages_to_the_evaluation_metric():
