@@ -1,7 +1,7 @@
 # Cluster image: Python 3.11, Java 17 (Spark), the package and its pinned dependencies.
 #   docker build -t instructrec-batch .                                  (CPU)
 #   docker build --build-arg BASE=nvidia/cuda:12.8.0-runtime-ubuntu24.04 --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 -t instructrec-batch:gpu .
-# Delta jars: a real cluster provides io.delta:delta-spark_4.2_2.13:4.4.1 (+ delta-storage) through its
+# Delta jars: a real cluster provides io.delta:delta-spark_4.2_2.13:4.4.0 (+ delta-storage; jvm/pom.xml lists them) through its
 # Spark image or --packages; set lake.backend=spark-delta in conf/cluster.yaml to use them.
 ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE}

@@ -94,6 +94,14 @@ def tune(conf: ConfOpt = None, set_: SetOpt = None) -> None:
     commands.tune(_config(conf, set_))
 
 
+@app.command("fit-retriever")
+def fit_retriever(conf: ConfOpt = None, set_: SetOpt = None) -> None:
+    """Fit the sequential retriever (SASRec) on the lake's interactions; publish a registry version."""
+    from .pipeline import commands
+
+    commands.fit_retriever(_config(conf, set_))
+
+
 @app.command("fit-fusion")
 def fit_fusion(conf: ConfOpt = None, set_: SetOpt = None) -> None:
     """Fit the score fusion of a published model again (model.version) on validation users; no training."""

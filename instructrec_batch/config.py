@@ -62,6 +62,9 @@ class SparkConfig(Section):
     app_name: str = "instructrec-batch"
     driver_memory: str = "4g"
     conf: dict[str, str] = Field(default_factory=dict)
+    # The Delta jars `make setup` copies from Maven Central (jvm/pom.xml); relative to the checkout.
+    # Present: Spark gets them with Delta's extension and catalog. Absent, or null: no jars are added.
+    delta_jars_dir: str | None = ".jars"
 
 
 class RayConfig(Section):
@@ -99,8 +102,33 @@ class IngestConfig(Section):
 
 
 # ── retrieval and instructions ────────────────────────────────────────────────────────────────
+class SequentialRetrieverConfig(Section):
+    """SASRec as a retriever (retrieval/sequential.py): fitted by `fit-retriever`, published in
+    model.registry_dir under `name`; the evaluation's `sasrec` baseline uses the same knobs."""
+
+    name: str = "sasrec-games"
+    version: str = "latest"
+    # Each user's last fit_holdout items are left out of the fit; 2 keeps the validation and test items
+    # unseen, so one fitted version serves the nightly, the tune job's fusion fit and the evaluation.
+    fit_holdout: Annotated[int, Field(ge=0, le=3)] = 2
+    dim: Positive = 64
+    max_len: Positive = 50
+    n_blocks: Positive = 2
+    n_heads: Positive = 1
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+    lr: PositiveFloat = 1e-3
+    batch_size: Positive = 128
+    epochs: Positive = 15
+    # ce: softmax over the whole catalogue (a retriever ranks all items); bce: the paper's one sampled negative.
+    loss: Literal["ce", "bce"] = "ce"
+    seed: int = 7
+    validation_users: NonNegative = 5000  # seeded users whose held-out item measures recall for the card
+    batch_users: Positive = 512  # users per inference batch inside a Spark task
+
+
 class RetrievalConfig(Section):
-    method: Literal["cooccurrence", "als"] = "cooccurrence"
+    # merged: co-occurrence and the sequential model by reciprocal-rank fusion (retrieval/merge.py).
+    method: Literal["cooccurrence", "als", "sequential", "merged"] = "cooccurrence"
     n_candidates: Annotated[int, Field(ge=1, le=20)] = 20  # 20: the candidate letters A..T (instructions.render)
     recent_items: Positive = 5  # how many of the user's latest items seed co-occurrence
     window: Positive = 3  # an item that follows within this many positions counts as co-occurring
@@ -114,6 +142,13 @@ class RetrievalConfig(Section):
     max_followers: Positive = 50
     # ALS proposes this many extra items per user so that dropping seen ones still leaves N.
     als_extra: NonNegative = 50
+    # Merging: each source's best merge_depth items enter reciprocal-rank fusion with constant merge_k;
+    # co-occurrence's weight is relative to the sequential model's 1. k and the weight were chosen on
+    # the full Games set's validation items (README, "Retrieval").
+    merge_depth: Positive = 50
+    merge_k: PositiveFloat = 20.0
+    merge_cooccurrence_weight: NonNegativeFloat = 0.5
+    sequential: SequentialRetrieverConfig = SequentialRetrieverConfig()
 
 
 class InstructionsConfig(Section):
@@ -238,14 +273,6 @@ class EvaluationConfig(Section):
     report_dir: str = "reports"
     systems: list[str] = ["popularity", "retrieval", "sasrec", "base_zero_shot", "tuned_verbalizer", "tuned_likelihood",
                           "tuned_fused"]
-    sasrec_epochs: Positive = 20
-    sasrec_dim: Positive = 64
-    sasrec_max_len: Positive = 50
-    sasrec_blocks: Positive = 2
-    sasrec_heads: Positive = 1
-    sasrec_dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
-    sasrec_lr: PositiveFloat = 1e-3
-    sasrec_batch_size: Positive = 128
     protocols: list[Literal["sampled", "retrieval"]] = ["sampled", "retrieval"]
     all_users: bool = True  # also report the non-LLM systems on every test user, not only the LLM sample
     # Logged intents may be written after the held-out purchase (or from its review): off by default

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
 import sys
+from pathlib import Path
 
 from .config import SparkConfig
+
+log = logging.getLogger(__name__)
+
+# What makes Spark read and write Delta natively (README, "Delta backends"): the jars `make setup`
+# fetched from Maven Central, Delta's SQL extension and its catalog.
+DELTA_EXTENSIONS = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
 
 # Sensible local defaults; anything in spark.conf (YAML) wins.
 _DEFAULTS = {
@@ -21,6 +33,23 @@ _DEFAULTS = {
 }
 
 
+def delta_jar_conf(cfg: SparkConfig) -> dict[str, str]:
+    """Spark settings for the Delta jars in spark.delta_jars_dir, or {} when they are not there (then
+    the lake uses delta-rs) or when the configuration already brings its own jars (a cluster's
+    spark.jars / spark.jars.packages)."""
+    if cfg.delta_jars_dir is None or {"spark.jars", "spark.jars.packages"} & set(cfg.conf):
+        return {}
+    folder = Path(os.path.expanduser(cfg.delta_jars_dir))
+    if not folder.is_absolute():  # relative to the checkout (next to conf/), not the working directory
+        folder = Path(__file__).resolve().parents[1] / folder
+    jars = sorted(glob.glob(str(folder / "*.jar")))
+    if not any(Path(j).name.startswith("delta-spark_") for j in jars):
+        return {}
+    # spark.jars ships them to executors; the driver's class path makes them visible to the session's
+    # own class loader in local mode (Delta's extension is loaded when the session starts).
+    return {"spark.jars": ",".join(jars), "spark.driver.extraClassPath": os.pathsep.join(jars), **DELTA_EXTENSIONS}
+
+
 def get_spark(cfg: SparkConfig):
     from pyspark.sql import SparkSession
 
@@ -30,7 +59,7 @@ def get_spark(cfg: SparkConfig):
     builder = SparkSession.builder.appName(cfg.app_name)
     if cfg.master:  # under spark-submit on a cluster, master comes from the launcher
         builder = builder.master(cfg.master)
-    conf = {**_DEFAULTS, "spark.driver.memory": cfg.driver_memory, **cfg.conf}
+    conf = {**_DEFAULTS, **delta_jar_conf(cfg), "spark.driver.memory": cfg.driver_memory, **cfg.conf}
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

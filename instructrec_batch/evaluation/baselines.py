@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .protocols import EvalSet, Split
-from .sasrec import SASRecParams, sasrec_scores, train_sasrec
+from ..retrieval.sasrec import SASRecParams, sasrec_scores, train_sasrec
 
 
 def popularity_counts(histories: list[list[str]]) -> pd.Series:

@@ -105,7 +105,7 @@ class FusionValidation:
 def fusion_validation_set(spark: "SparkSession", interactions: "DataFrame", items: "DataFrame",
                           intents: "DataFrame | None", tokenizer_dir: str, cfg: Config) -> FusionValidation | None:
     from ..instructions import load_template_library
-    from ..retrieval import build_candidates, leave_one_out
+    from ..retrieval import build_candidates, leave_one_out, retriever_for
     from .llm import build_eval_prompts, served_scorer
 
     t = cfg.tune
@@ -118,7 +118,8 @@ def fusion_validation_set(spark: "SparkSession", interactions: "DataFrame", item
     validation = validation.subset(users)
     history, _ = leave_one_out(interactions, 2)
     served = spark.createDataFrame(pd.DataFrame({"user_id": users.astype(str)}))
-    cands = build_candidates(history, served, cfg.retrieval).toPandas()
+    retriever = retriever_for(cfg.retrieval, cfg.model.registry_dir, min_holdout=2)  # never saw a validation item
+    cands = build_candidates(history, served, cfg.retrieval, retriever).toPandas()
     eval_set = retrieval_set(validation, cands, cfg.retrieval.n_candidates, stage="validation")
     scorable = eval_set.subset(eval_set.user_ids[eval_set.target_index >= 0])
     scorer = served_scorer(cfg)

@@ -37,7 +37,6 @@ from .baselines import fit_sasrec, popularity_counts, popularity_scores, retriev
 from .fusion import fused_matrix, paired_bootstrap_ci
 from .protocols import EvalSet, Split, leave_one_out_split, retrieval_set, sample_users, sampled_set
 from .report import write_report
-from .sasrec import SASRecParams
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -140,15 +139,6 @@ def check_split_agrees(split: Split, spark_targets: pd.DataFrame) -> None:
         )
 
 
-def sasrec_params(cfg: Config) -> SASRecParams:
-    e = cfg.evaluation
-    return SASRecParams(
-        dim=e.sasrec_dim, max_len=e.sasrec_max_len, n_blocks=e.sasrec_blocks, n_heads=e.sasrec_heads,
-        dropout=e.sasrec_dropout, lr=e.sasrec_lr, batch_size=e.sasrec_batch_size, epochs=e.sasrec_epochs,
-        seed=e.seed,
-    )
-
-
 def pick_template(scores_by_template: dict[str, float]) -> str:
     """Highest validation metric; ties go to the smallest id, so reruns agree."""
     return sorted(scores_by_template.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
@@ -164,7 +154,8 @@ def _timed(timings: dict[str, float], step: str):
 
 
 def run(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
-    from ..retrieval import build_candidates, leave_one_out
+    from ..retrieval import build_candidates, leave_one_out, retriever_for
+    from ..retrieval.sequential import sasrec_params
 
     e = cfg.evaluation
     if e.template_metric not in ranking_metrics(np.zeros((1, 2)), np.zeros(1, dtype=int), **PROTOCOL_METRICS["sampled"]):
@@ -195,7 +186,8 @@ def run(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
             sets["sampled"] = sampled_set(test, catalogue, e.n_negatives, e.seed)
     if "retrieval" in e.protocols:
         with _timed(timings, "retrieval candidates"):
-            cands = build_candidates(history, targets.select("user_id"), cfg.retrieval).toPandas()
+            retriever = retriever_for(cfg.retrieval, cfg.model.registry_dir, min_holdout=1)  # never saw a test item
+            cands = build_candidates(history, targets.select("user_id"), cfg.retrieval, retriever).toPandas()
             sets["retrieval"] = retrieval_set(test, cands, cfg.retrieval.n_candidates)
         found = float(np.mean(sets["retrieval"].target_index >= 0))
         notes.append(f"retrieval protocol: the target is in the top-{cfg.retrieval.n_candidates} for "
@@ -219,7 +211,7 @@ def run(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
         rows += rows_on(sets["retrieval"], matrices["retrieval", "retrieval"][1], "retrieval", populations)
     if "sasrec" in e.systems:
         with _timed(timings, "sasrec train"):
-            model, index, losses = fit_sasrec(test, catalogue, sasrec_params(cfg))
+            model, index, losses = fit_sasrec(test, catalogue, sasrec_params(cfg.retrieval.sequential))
         notes.append(f"SASRec loss by epoch: {losses[0]:.3f} → {losses[-1]:.3f} ({len(losses)} epochs)")
         with _timed(timings, "sasrec score"):
             for protocol, es in sets.items():

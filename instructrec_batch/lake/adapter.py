@@ -201,13 +201,21 @@ class Lake:
         spec = self.spec(key)
         frame = conform_spark_frame(frame, spec)
         if self.backend == "spark-delta":  # Delta itself refuses rows outside replaceWhere
+            if partition and not self.exists(key):
+                # Delta checks replaceWhere only against an existing table: create it empty first, so
+                # that the very first partition write is checked too (as the delta-rs path checks it).
+                empty = frame.sparkSession.createDataFrame([], frame.schema).write.format("delta")
+                (empty.partitionBy(*spec.partition_by) if spec.partition_by else empty).save(self.path(key))
             writer = frame.write.format("delta").mode(mode)
             if spec.partition_by:
                 writer = writer.partitionBy(*spec.partition_by)
             if partition:
                 # A column added to the contract (e.g. prompts' fusion features) joins the table.
                 writer = writer.option("replaceWhere", _partition_predicate(partition)).option("mergeSchema", "true")
-            writer.save(self.path(key))
+            try:
+                writer.save(self.path(key))
+            except Exception as exc:  # py4j/Spark errors: named here, not as a JVM stack trace
+                raise _spark_delta_error(exc, key, partition) from None
             return self.version(key)
         staging = self.staging_dir(key)
         try:
@@ -271,6 +279,19 @@ class Lake:
         if self.spark is None:
             raise InstructRecError("this lake operation needs a Spark session")
         return self.spark
+
+
+def _spark_delta_error(exc: Exception, key: str, partition: dict[str, str] | None) -> Exception:
+    """Delta's own errors, as the delta-rs path words them; anything else unchanged."""
+    text = str(exc)
+    first = text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
+    if "DELTA_REPLACE_WHERE_MISMATCH" in text or "does not conform to partial table overwrite" in text:
+        return InstructRecError(f"rows outside partition {partition} were given to replace_partition of {key!r}")
+    if "DELTA_CONCURRENT" in text or "Concurrent" in type(exc).__name__ or "ConcurrentAppendException" in text:
+        return ConcurrentRunError(
+            f"another run committed to {key!r} ({partition or 'whole table'}) at the same time; "
+            f"this run's write was not applied: {first}")
+    return exc
 
 
 def _check_partition_values(dataset: pads.Dataset, partition: dict[str, str]) -> None:

@@ -74,7 +74,14 @@ CANDIDATES = TableSpec(
             ("item_id", pa.string()),
             ("retrieval_rank", pa.int32()),
             ("retrieval_score", pa.float64()),
-            ("source", pa.string()),  # cooccurrence | popularity | als
+            # Who offered the item: cooccurrence, sequential, both ("cooccurrence+sequential"), als, popularity.
+            ("source", pa.string()),
+            # Each personal source's rank and score (null where it did not offer the item): features the
+            # reranker may read. Absent in partitions written before the sequential retriever; read as nulls.
+            ("cooccurrence_rank", pa.int32()),
+            ("cooccurrence_score", pa.float64()),
+            ("sequential_rank", pa.int32()),
+            ("sequential_score", pa.float64()),
         ]
     ),
     required=("run_date", "user_id", "item_id", "retrieval_rank"),

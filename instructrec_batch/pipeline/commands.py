@@ -81,7 +81,7 @@ def serving_negatives(everyone, history_for_train, train_targets, cfg: Config) -
     target (validation and test) are excluded from every draw."""
     from pyspark.sql import functions as F
 
-    from ..retrieval import build_candidates, leave_one_out
+    from ..retrieval import build_candidates, leave_one_out, retriever_for
 
     t = cfg.tune
     out: dict = {}
@@ -93,7 +93,9 @@ def serving_negatives(everyone, history_for_train, train_targets, cfg: Config) -
         history_for_train.select("user_id", "item_id"), ["user_id", "item_id"], "left_anti"
     )
     if t.retrieval_negative_share > 0:
-        out["retrieved"] = build_candidates(before_training_targets, users, cfg.retrieval)
+        # holdout 3: the retriever never saw a training target either
+        retriever = retriever_for(cfg.retrieval, cfg.model.registry_dir, min_holdout=3)
+        out["retrieved"] = build_candidates(before_training_targets, users, cfg.retrieval, retriever)
     if t.negative_sampling == "popularity":  # weights: distinct users per item before the targets
         pop = before_training_targets.groupBy("item_id").agg(F.countDistinct("user_id").alias("users")).collect()
         out["popularity"] = {r.item_id: float(r.users) for r in pop}
@@ -125,6 +127,43 @@ def tune(cfg: Config):
         version = _fit_and_store_fusion(cfg, version, fusion_data)
     print(f"published model {version.name}/{version.version} at {version.path}")
     return version
+
+
+def fit_retriever(cfg: Config, spark=None):
+    """Fit SASRec on every user's validated interactions minus their last retrieval.sequential.fit_holdout
+    items and publish it beside the language models; the card holds the data versions and the recall
+    on held-out items."""
+    from ..model.registry import git_commit
+    from ..retrieval.sequential import fit_retriever as fit, publish_retriever
+    from ..spark import get_spark, stop_spark
+    from .stages import read_validated_inputs
+
+    s = cfg.retrieval.sequential
+    own = spark is None
+    spark = spark or get_spark(cfg.spark)
+    try:
+        lake = Lake(cfg.lake, spark)
+        versions = lake.versions(("items", "interactions"))
+        checked = read_validated_inputs(lake)
+        rows = checked.interactions.select("user_id", "item_id", "position").toPandas()
+        catalogue = sorted(set(checked.items.select("item_id").toPandas()["item_id"]) | set(rows["item_id"]))
+    finally:
+        if own:
+            stop_spark(spark)  # free the JVM's memory before training
+    rows = rows.sort_values(["user_id", "position", "item_id"], kind="stable")
+    sequences = rows.groupby("user_id", sort=True)["item_id"].agg(list).to_dict()
+    event(log, "fit-retriever: fitting", users=len(sequences), items=len(catalogue), epochs=s.epochs,
+          fit_holdout=s.fit_holdout)
+    fitted = fit(sequences, catalogue, s)
+    extra = {"data_versions": versions, "config": s.model_dump(mode="json"), "git_commit": git_commit()}
+    retriever = publish_retriever(cfg.model.registry_dir, s, fitted, extra)
+    recall = fitted["card"]["validation"]
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in recall.items() if k.startswith("recall")) or "not measured (fit_holdout=0)"
+    print(f"published sequential retriever {retriever.name}/{retriever.version} at {retriever.path}")
+    print(f"  fitted on {fitted['card']['users']:,} users in {fitted['card']['fit_seconds']:.0f} s; "
+          f"held-out recall on {recall.get('users', 0):,} users: {shown}")
+    print("  serve it with --set retrieval.method=merged (co-occurrence + sequential) or sequential")
+    return retriever
 
 
 def fit_fusion(cfg: Config):

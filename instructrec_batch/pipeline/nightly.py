@@ -41,6 +41,11 @@ def run_stage(stage: str, lake: Lake, cfg: Config, run_date: str, resume: bool =
         if stage in ("prompts", "score"):
             choice = choose_model(cfg, required=False)
             model = f"{choice.name}/{choice.version}"
+        elif stage == "candidates":  # `latest` of the sequential retriever may name a newer version now
+            from ..retrieval import retriever_for
+
+            retriever = retriever_for(cfg.retrieval, cfg.model.registry_dir)
+            model = f"{retriever.name}/{retriever.version}" if retriever is not None else None
         previous = run_records.can_skip(lake, cfg, run_date, stage, model)
         if previous is not None:
             run_records.record_skip(lake, cfg, run_date, stage, previous)

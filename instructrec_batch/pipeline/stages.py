@@ -75,7 +75,7 @@ def check_quarantine_gate(cfg: Config, totals: dict[str, int], bad: dict[str, in
 
 
 def stage_candidates(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun) -> None:
-    from ..retrieval import build_candidates
+    from ..retrieval import build_candidates, retriever_for
 
     raw = {k: lake.read(k) for k in ("items", "interactions", "intents")}
     totals = {k: f.count() for k, f in raw.items()}
@@ -91,7 +91,11 @@ def stage_candidates(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun
             f"data-quality gate: {n_users} users with clean input < nightly.gate.min_users={cfg.nightly.gate.min_users}; "
             "nothing was written"
         )
-    candidates = build_candidates(checked.interactions, users, cfg.retrieval).withColumn("run_date", F.lit(run.run_date))
+    retriever = retriever_for(cfg.retrieval, cfg.model.registry_dir)
+    if retriever is not None:
+        run.model_version = f"{retriever.name}/{retriever.version}"
+    candidates = build_candidates(checked.interactions, users, cfg.retrieval, retriever).withColumn(
+        "run_date", F.lit(run.run_date))
     lake.replace_partition(candidates, "candidates", {"run_date": run.run_date})
     written = lake.read("candidates", {"run_date": run.run_date})
     run.row_counts = {"users": n_users, "candidates": written.count(), **{f"input_{k}": v for k, v in totals.items()}}

@@ -1,6 +1,8 @@
-"""Candidate generation in Spark: co-occurrence (or ALS) back-filled by popularity, seen items excluded.
+"""Candidate generation in Spark: co-occurrence, a learned sequential model (SASRec) or both merged,
+back-filled by popularity, seen items excluded. ALS is the alternative personal retriever.
 
-Public API: build_candidates, leave_one_out, candidate_recall. Pure transforms: frames in, frames out.
+Public API: build_candidates, leave_one_out, candidate_recall. Pure transforms: frames in, frames out
+(the sequential retriever is a published registry version, retrieval/sequential.py).
 """
 
 from __future__ import annotations
@@ -9,13 +11,16 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from ..config import RetrievalConfig
+from ..errors import ModelNotFoundError
 from .als import als_scores
 from .cooccurrence import cooccurrence_scores
+from .merge import reciprocal_rank_fusion
 from .metrics import candidate_recall
 from .popularity import item_popularity, popular_unseen
+from .sequential import FIT_COMMAND, Retriever, resolve_retriever, retriever_for, sequential_scores
 from .split import leave_one_out, sequence_index
 
-__all__ = ["build_candidates", "leave_one_out", "candidate_recall"]
+__all__ = ["SOURCE_FEATURES", "build_candidates", "leave_one_out", "candidate_recall", "resolve_retriever", "retriever_for", "Retriever"]
 
 # Scores are sums of doubles whose order depends on partitioning; rounding before ranking keeps the
 # order (and the tie-break by item_id) identical across runs and partition counts.
@@ -27,30 +32,66 @@ def _top_per_user(scores: DataFrame, n: int) -> DataFrame:
     return scores.withColumn("rank_in_source", F.row_number().over(order)).where(F.col("rank_in_source") <= n)
 
 
-def build_candidates(interactions: DataFrame, users: DataFrame, cfg: RetrievalConfig) -> DataFrame:
-    """user_id, item_id, retrieval_rank (1..N), retrieval_score, source for every user in `users`.
+# The per-source features every candidates frame carries (nulls where a source did not offer the item).
+SOURCE_FEATURES = ("cooccurrence_rank", "cooccurrence_score", "sequential_rank", "sequential_score")
 
-    The personal retriever (co-occurrence or ALS) goes first; popularity fills the rest, so every
-    user gets N items when the catalogue has N unseen ones. Users without interactions get popularity
-    only. An item the user interacted with is never a candidate. Scores are comparable only within a
-    source; retrieval_rank is the order to use.
+
+def _personal(interactions: DataFrame, served: DataFrame, seen: DataFrame, cfg: RetrievalConfig,
+              retriever: Retriever | None) -> DataFrame:
+    """user_id, item_id, score, rank_in_source, source and SOURCE_FEATURES from the personal retriever(s)."""
+    if cfg.method == "als":
+        als = _top_per_user(als_scores(interactions, served, cfg).join(seen, ["user_id", "item_id"], "left_anti"),
+                            cfg.n_candidates)
+        return als.withColumn("source", F.lit("als")).select(
+            "*", *[F.lit(None).cast("int" if c.endswith("rank") else "double").alias(c) for c in SOURCE_FEATURES])
+    ranked: dict[str, DataFrame] = {}
+    depth = cfg.n_candidates if cfg.method == "cooccurrence" else cfg.merge_depth
+    if cfg.method in ("cooccurrence", "merged"):
+        cooc = cooccurrence_scores(sequence_index(interactions), served, cfg)
+        ranked["cooccurrence"] = _top_per_user(cooc.join(seen, ["user_id", "item_id"], "left_anti"), depth)
+    if cfg.method in ("sequential", "merged"):
+        if retriever is None:
+            raise ModelNotFoundError(
+                f"retrieval.method={cfg.method} needs a fitted sequential retriever; run `{FIT_COMMAND}` "
+                "first (or set retrieval.method=cooccurrence)")
+        ranked["sequential"] = sequential_scores(sequence_index(interactions), served, retriever, depth,
+                                                 cfg.sequential.batch_users)
+    weights = {"cooccurrence": cfg.merge_cooccurrence_weight, "sequential": 1.0}
+    merged = reciprocal_rank_fusion(ranked, cfg.merge_k, weights)
+    if len(ranked) == 1:  # one source: its own score and order, not the fusion's
+        (only,) = ranked
+        merged = merged.withColumn("score", F.col(f"{only}_score"))
+    for name in ("cooccurrence", "sequential"):
+        if name not in ranked:
+            merged = merged.withColumn(f"{name}_rank", F.lit(None).cast("int")).withColumn(
+                f"{name}_score", F.lit(None).cast("double"))
+    return _top_per_user(merged, cfg.n_candidates)
+
+
+def build_candidates(interactions: DataFrame, users: DataFrame, cfg: RetrievalConfig,
+                     retriever: Retriever | None = None) -> DataFrame:
+    """user_id, item_id, retrieval_rank (1..N), retrieval_score, source and SOURCE_FEATURES for every
+    user in `users`.
+
+    The personal retriever (`retrieval.method`: co-occurrence, the sequential model, both merged by
+    reciprocal-rank fusion, or ALS) goes first; popularity fills the rest, so every user gets N items
+    when the catalogue has N unseen ones. Users without interactions get popularity only. An item the
+    user interacted with is never a candidate. retrieval_score is comparable only within a source;
+    retrieval_rank is the order to use. `retriever`: the published sequential model (methods
+    sequential and merged).
     """
     n = cfg.n_candidates
     served = users.select("user_id").distinct()
     seen = interactions.select("user_id", "item_id").distinct()
-    if cfg.method == "als":
-        personal, source = als_scores(interactions, served, cfg), "als"
-    else:
-        personal, source = cooccurrence_scores(sequence_index(interactions), served, cfg), "cooccurrence"
-    personal = _top_per_user(personal.join(seen, ["user_id", "item_id"], "left_anti"), n).withColumn(
-        "priority", F.lit(0)
-    ).withColumn("source", F.lit(source))
+    personal = _personal(interactions, served, seen, cfg, retriever).withColumn("priority", F.lit(0))
     # Ask popularity for n per user beyond the seen ones; the personal picks are removed after the
     # union, so at most n popular items can be lost to them: 2n is always enough.
     popular = popular_unseen(served, seen, item_popularity(interactions), 2 * n).withColumn(
         "priority", F.lit(1)
     ).withColumn("source", F.lit("popularity"))
-    cols = ["user_id", "item_id", "score", "rank_in_source", "priority", "source"]
+    for c in SOURCE_FEATURES:
+        popular = popular.withColumn(c, F.lit(None).cast("int" if c.endswith("rank") else "double"))
+    cols = ["user_id", "item_id", "score", "rank_in_source", "priority", "source", *SOURCE_FEATURES]
     both = personal.select(*cols).unionByName(popular.select(*cols))
     first = Window.partitionBy("user_id", "item_id").orderBy("priority", "rank_in_source")
     deduped = both.withColumn("k", F.row_number().over(first)).where(F.col("k") == 1)
@@ -64,5 +105,6 @@ def build_candidates(interactions: DataFrame, users: DataFrame, cfg: RetrievalCo
             F.col("retrieval_rank").cast("int").alias("retrieval_rank"),
             F.col("score").cast("double").alias("retrieval_score"),
             "source",
+            *SOURCE_FEATURES,
         )
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from instructrec_batch.config import RetrievalConfig
-from instructrec_batch.retrieval import build_candidates, candidate_recall, leave_one_out
+from instructrec_batch.retrieval import SOURCE_FEATURES, build_candidates, candidate_recall, leave_one_out
 
 # Tiny sequences with a clear pattern: i1 -> i2 -> i3 -> i4 is common; i9 is popular on its own.
 SEQUENCES = {
@@ -52,7 +52,7 @@ def test_candidates_exclude_seen_and_fill_n(spark, small, cooc_rows, method):
     interactions, users = small
     if method == "als":
         cands = build_candidates(interactions, users, RetrievalConfig(method="als", n_candidates=4, als_rank=4, als_max_iter=3))
-        assert cands.columns == ["user_id", "item_id", "retrieval_rank", "retrieval_score", "source"]
+        assert cands.columns == ["user_id", "item_id", "retrieval_rank", "retrieval_score", "source", *SOURCE_FEATURES]
         rows = cands.collect()
     else:
         rows = cooc_rows

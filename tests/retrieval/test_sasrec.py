@@ -8,7 +8,7 @@ import torch
 from instructrec_batch.evaluation.baselines import fit_sasrec, popularity_counts, popularity_scores, sasrec_eval_scores
 from instructrec_batch.metrics import ranking_metrics
 from instructrec_batch.evaluation.protocols import leave_one_out_split, sampled_set
-from instructrec_batch.evaluation.sasrec import SASRecParams
+from instructrec_batch.retrieval.sasrec import SASRecParams
 
 
 def _rule_data(n_users=120, n_items=30, seed=0):
