@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +24,7 @@ CARD = "model_card.json"
 
 
 @dataclass(frozen=True)
-class ModelVersion:
-    name: str
-    version: str
-    path: Path
-    card: dict[str, Any] = field(compare=False)
-
+class ModelVersion(versions.Version):
     @property
     def merged_dir(self) -> Path:
         return self.path / "merged"

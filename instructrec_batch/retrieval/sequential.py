@@ -18,9 +18,9 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -40,13 +40,8 @@ FIT_COMMAND = "instructrec-batch fit-retriever"
 
 
 @dataclass(frozen=True)
-class Retriever:
-    """A published sequential retriever: what Spark tasks need to load it (a path) and its card."""
-
-    name: str
-    version: str
-    path: str
-    card: dict[str, Any] = field(compare=False)
+class Retriever(versions.Version):
+    """A published sequential retriever: what Spark tasks need to load it (its path) and its card."""
 
     @property
     def fit_holdout(self) -> int:
@@ -77,7 +72,7 @@ def resolve_retriever(registry_dir: str, cfg: SequentialRetrieverConfig, min_hol
     and needs a model that never saw them."""
     found = versions.resolve(_root(registry_dir), cfg.name, cfg.version, CARD,
                              lambda: _missing(registry_dir, cfg.name, cfg.version))
-    retriever = Retriever(found.name, found.version, str(found.path), found.card)
+    retriever = Retriever(found.name, found.version, found.path, found.card)
     if retriever.fit_holdout < min_holdout:
         raise ModelNotFoundError(
             f"sequential retriever {found.name}/{found.version} was fitted with fit_holdout={retriever.fit_holdout}, "
@@ -155,7 +150,7 @@ def publish_retriever(registry_dir: str, cfg: SequentialRetrieverConfig, fitted:
         (tmp / ITEMS).write_text(json.dumps(fitted["index"].items.tolist()))
     found = versions.resolve(_root(registry_dir), cfg.name, result["version"], CARD,
                              lambda: _missing(registry_dir, cfg.name, result["version"]))
-    return Retriever(found.name, found.version, str(found.path), found.card)
+    return Retriever(found.name, found.version, found.path, found.card)
 
 
 def load_retriever(path: str):
@@ -203,7 +198,7 @@ def sequential_scores(indexed: DataFrame, users: DataFrame, retriever: Retriever
 
     Arrow batches of histories go through mapInPandas; each Python worker loads the model once. Users
     without interactions get nothing here (popularity serves them)."""
-    path = retriever.path
+    path = str(retriever.path)
 
     def infer(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from .sasrec import top_items
