@@ -41,12 +41,14 @@ CATALOGUE = [f"i{i:02d}" for i in range(N_ITEMS)]
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
+    before = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model spends its time in thread hand-offs otherwise
     sequences = _walks()
     fitted = fit_retriever(sequences, CATALOGUE, TINY)
     registry = str(tmp_path_factory.mktemp("registry"))
     retriever = publish_retriever(registry, TINY, fitted, {"data_versions": {"interactions": 0}})
-    return sequences, registry, retriever
+    yield sequences, registry, retriever
+    torch.set_num_threads(before)  # later tests in this process keep their threads
 
 
 def _frame(spark, sequences):
