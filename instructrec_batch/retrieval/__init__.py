@@ -36,36 +36,40 @@ def _top_per_user(scores: DataFrame, n: int) -> DataFrame:
 SOURCE_FEATURES = ("cooccurrence_rank", "cooccurrence_score", "sequential_rank", "sequential_score")
 
 
+def _with_null_features(frame: DataFrame, names) -> DataFrame:
+    """SOURCE_FEATURES columns `names` added as typed nulls (a source that did not offer the item)."""
+    for c in names:
+        frame = frame.withColumn(c, F.lit(None).cast("int" if c.endswith("rank") else "double"))
+    return frame
+
+
 def _personal(interactions: DataFrame, served: DataFrame, seen: DataFrame, cfg: RetrievalConfig,
               retriever: Retriever | None) -> DataFrame:
     """user_id, item_id, score, rank_in_source, source and SOURCE_FEATURES from the personal retriever(s)."""
     if cfg.method == "als":
         als = _top_per_user(als_scores(interactions, served, cfg).join(seen, ["user_id", "item_id"], "left_anti"),
                             cfg.n_candidates)
-        return als.withColumn("source", F.lit("als")).select(
-            "*", *[F.lit(None).cast("int" if c.endswith("rank") else "double").alias(c) for c in SOURCE_FEATURES])
+        return _with_null_features(als.withColumn("source", F.lit("als")), SOURCE_FEATURES)
     ranked: dict[str, DataFrame] = {}
+    indexed = sequence_index(interactions)  # one window over the interactions for both sources
     depth = cfg.n_candidates if cfg.method == "cooccurrence" else cfg.merge_depth
     if cfg.method in ("cooccurrence", "merged"):
-        cooc = cooccurrence_scores(sequence_index(interactions), served, cfg)
+        cooc = cooccurrence_scores(indexed, served, cfg)
         ranked["cooccurrence"] = _top_per_user(cooc.join(seen, ["user_id", "item_id"], "left_anti"), depth)
     if cfg.method in ("sequential", "merged"):
         if retriever is None:
             raise ModelNotFoundError(
                 f"retrieval.method={cfg.method} needs a fitted sequential retriever; run `{FIT_COMMAND}` "
                 "first (or set retrieval.method=cooccurrence)")
-        ranked["sequential"] = sequential_scores(sequence_index(interactions), served, retriever, depth,
+        ranked["sequential"] = sequential_scores(indexed, served, retriever, depth,
                                                  cfg.sequential.batch_users)
     weights = {"cooccurrence": cfg.merge_cooccurrence_weight, "sequential": 1.0}
     merged = reciprocal_rank_fusion(ranked, cfg.merge_k, weights)
     if len(ranked) == 1:  # one source: its own score and order, not the fusion's
         (only,) = ranked
         merged = merged.withColumn("score", F.col(f"{only}_score"))
-    for name in ("cooccurrence", "sequential"):
-        if name not in ranked:
-            merged = merged.withColumn(f"{name}_rank", F.lit(None).cast("int")).withColumn(
-                f"{name}_score", F.lit(None).cast("double"))
-    return _top_per_user(merged, cfg.n_candidates)
+    absent = [c for c in SOURCE_FEATURES if c.rsplit("_", 1)[0] not in ranked]
+    return _top_per_user(_with_null_features(merged, absent), cfg.n_candidates)
 
 
 def build_candidates(interactions: DataFrame, users: DataFrame, cfg: RetrievalConfig,
@@ -89,8 +93,7 @@ def build_candidates(interactions: DataFrame, users: DataFrame, cfg: RetrievalCo
     popular = popular_unseen(served, seen, item_popularity(interactions), 2 * n).withColumn(
         "priority", F.lit(1)
     ).withColumn("source", F.lit("popularity"))
-    for c in SOURCE_FEATURES:
-        popular = popular.withColumn(c, F.lit(None).cast("int" if c.endswith("rank") else "double"))
+    popular = _with_null_features(popular, SOURCE_FEATURES)
     cols = ["user_id", "item_id", "score", "rank_in_source", "priority", "source", *SOURCE_FEATURES]
     both = personal.select(*cols).unionByName(popular.select(*cols))
     first = Window.partitionBy("user_id", "item_id").orderBy("priority", "rank_in_source")
