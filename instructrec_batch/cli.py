@@ -29,6 +29,7 @@ ConfOpt = Annotated[Optional[list[Path]], typer.Option("--conf", help="YAML laye
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set scoring.top_k=5 (repeatable)")]
 DateOpt = Annotated[Optional[str], typer.Option("--run-date", help="YYYY-MM-DD (default: today)")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="skip stages that already succeeded for this date with the same inputs and config")]
+FullOpt = Annotated[bool, typer.Option("--full", help="score every user, copying no rows from the last scored date (same as --set scoring.reuse_unchanged=false)")]
 
 
 def _config(conf: list[Path] | None, overrides: list[str] | None) -> Config:
@@ -71,19 +72,26 @@ def build_prompts(conf: ConfOpt = None, set_: SetOpt = None, run_date: DateOpt =
 
 
 @app.command()
-def score(conf: ConfOpt = None, set_: SetOpt = None, run_date: DateOpt = None, resume: ResumeOpt = False) -> None:
-    """Score the run date's prompts with the tuned model on a Ray actor pool; write top-K."""
+def score(conf: ConfOpt = None, set_: SetOpt = None, run_date: DateOpt = None, resume: ResumeOpt = False,
+          full: FullOpt = False) -> None:
+    """Score the run date's prompts with the tuned model on a Ray actor pool; write top-K. Users whose
+    inputs are unchanged since the last scored date get that date's rows (unless --full)."""
     from .pipeline.nightly import check_run_date, run_score
 
-    run_score(_config(conf, set_), check_run_date(run_date), resume)
+    run_score(_config(conf, _with_full(set_, full)), check_run_date(run_date), resume)
 
 
 @app.command()
-def nightly(conf: ConfOpt = None, set_: SetOpt = None, run_date: DateOpt = None, resume: ResumeOpt = False) -> None:
+def nightly(conf: ConfOpt = None, set_: SetOpt = None, run_date: DateOpt = None, resume: ResumeOpt = False,
+            full: FullOpt = False) -> None:
     """candidates -> prompts (Spark) -> score (Ray) for one run date."""
     from .pipeline.nightly import check_run_date, run_nightly
 
-    run_nightly(_config(conf, set_), check_run_date(run_date), resume)
+    run_nightly(_config(conf, _with_full(set_, full)), check_run_date(run_date), resume)
+
+
+def _with_full(overrides: list[str] | None, full: bool) -> list[str] | None:
+    return [*(overrides or []), "scoring.reuse_unchanged=false"] if full else overrides
 
 
 @app.command()

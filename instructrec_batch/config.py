@@ -264,6 +264,9 @@ class ScoringConfig(Section):
     # model_card: the served score fuses the model's score with the candidate's retrieval rank and
     # popularity using the weights the tune job fitted (model/fusion.py); none: the model's score alone.
     fusion: Literal["model_card", "none"] = "model_card"
+    # Copy the last scored date's rows of users whose prompts fingerprint, model and scoring settings
+    # are unchanged (scoring/incremental.py); false (or `--full`) scores every user.
+    reuse_unchanged: bool = True
 
 
 class EvaluationConfig(Section):
@@ -294,6 +297,12 @@ class GateConfig(Section):
 class NightlyConfig(Section):
     gate: GateConfig = GateConfig()
     tune_if_missing: bool = True  # demo: tune a model when the registry has none
+    # Which users get prompts and scores. Candidates always learn from every user; `sample` scores a
+    # seeded subset of sample_users, the same users every night (a hash of user id and seed), e.g. the
+    # demo's, or a canary of a new model on a big lake.
+    score_users: Literal["all", "sample"] = "all"
+    sample_users: Positive = 150
+    sample_seed: int = 7
 
 
 class LoggingConfig(Section):

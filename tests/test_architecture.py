@@ -12,7 +12,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "instructrec_batch"
 LAYERS = [
-    {"config", "errors", "logs", "text", "spark", "metrics", "tokenizers", "tables", "versions", "__init__"},
+    {"config", "errors", "logs", "text", "spark", "metrics", "tokenizers", "tables", "versions", "progress", "__init__"},
     {"lake"},
     {"ingest", "retrieval", "sql"},
     {"instructions"},

@@ -18,7 +18,8 @@ from .preference import titled, with_user_features
 from .render import LETTERS, ModelInput, fit_history, render_rows
 from .templates import Template, TemplateError, TemplateLibrary, load_template_library
 
-OUTPUT_COLUMNS = [f.name for f in PROMPTS.schema if f.name != "run_date"]
+# What rendering writes; the fingerprint is hashed afterwards, in Spark, over the rendered columns.
+OUTPUT_COLUMNS = [f.name for f in PROMPTS.schema if f.name not in ("run_date", "fingerprint")]
 # One row per user scores all candidates at once: reranking (verbalizer) or matching (likelihood).
 INFERENCE_FORMS = ("reranking", "matching")
 
@@ -114,6 +115,28 @@ def assemble_users(interactions, items, candidates, intents, cfg: InstructionsCo
     return with_user_features(per_user, interactions, items, intents, cfg)
 
 
+# The prompts columns that decide a user's model scores, whatever the scoring settings: the text, the
+# candidates in their lettered order and the fallback flag (a fallback row's order is its ranking).
+MODEL_INPUT_COLUMNS = ("template_id", "prompt", "candidate_item_ids", "candidate_letters", "candidate_titles",
+                       "is_fallback")
+# Per-candidate features that score fusion may read (scoring/actor.py, fused_scores).
+FUSION_FEATURE_COLUMNS = ("candidate_retrieval_ranks", "candidate_popularity")
+
+
+def with_fingerprint(prompts: DataFrame, features: tuple[str, ...] = FUSION_FEATURE_COLUMNS) -> DataFrame:
+    """``fingerprint``: SHA-256 of the model inputs and of the fusion ``features`` the served scores read.
+
+    The features are named by the caller because only it knows the fusion: popularity is the share of
+    all users per item and moves a little every night for everyone, so hashing it when its weight is
+    zero would make every user look changed. Column names go into the hash with the values (to_json of
+    a struct), so a fingerprint taken over other features never equals this one."""
+    unknown = set(features) - set(FUSION_FEATURE_COLUMNS)
+    if unknown:
+        raise ValueError(f"not a fusion feature of the prompts table: {sorted(unknown)}")
+    hashed = F.struct(*[F.col(c) for c in (*MODEL_INPUT_COLUMNS, *features)])
+    return prompts.withColumn("fingerprint", F.sha2(F.to_json(hashed), 256))
+
+
 def build_prompts(
     interactions: DataFrame,
     items: DataFrame,
@@ -123,12 +146,14 @@ def build_prompts(
     cfg: InstructionsConfig,
     template_id: str | None = None,
     popularity: DataFrame | None = None,
+    fingerprint_features: tuple[str, ...] = FUSION_FEATURE_COLUMNS,
 ) -> DataFrame:
     """One row per user in `candidates`: the PROMPTS columns except run_date (see module docstring).
 
     Template: `template_id`, else cfg.inference_template, else the library's default (reranking); per
     user it loses the parts the user lacks (no reviews: P2 -> P1; no intents: -> I0). Candidates are
     lettered A.. in a per-user seeded shuffle; candidate_item_ids[i] is labelled candidate_letters[i].
+    ``fingerprint_features``: the fusion features the served scores read (``with_fingerprint``).
     """
     library = load_template_library(cfg.templates_path)
     chosen = library.get(template_id or cfg.inference_template or library.default_inference)
@@ -140,9 +165,10 @@ def build_prompts(
     budget, tokenizer_dir = cfg.max_prompt_tokens, str(tokenizer_dir)
 
     schema = spark_schema(PROMPTS)
-    out_schema = type(schema)([f for f in schema.fields if f.name != "run_date"])
-    return render_rows(
+    out_schema = type(schema)([f for f in schema.fields if f.name in OUTPUT_COLUMNS])
+    rendered = render_rows(
         frame, tokenizer_dir, library.preamble,
         lambda row, tokenizer, wrap: render_user(row, library, chosen, tokenizer, cfg, budget, wrap),
         lambda rows: typed_frame(rows, OUTPUT_COLUMNS), out_schema,
     )
+    return with_fingerprint(rendered, fingerprint_features)

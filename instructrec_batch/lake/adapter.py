@@ -165,6 +165,12 @@ class Lake:
             expr = cond if expr is None else expr & cond
         return dataset.to_table(filter=expr, columns=columns)
 
+    def files(self, key: str, partition: dict[str, str] | None = None) -> list[str]:
+        """The Parquet files of the table's current snapshot (optionally one partition), for engines that
+        read files themselves (Ray Data). Sound because no writer here leaves deletion vectors: a
+        partition replace removes whole files."""
+        return self._files(self.delta_table(key), partition)
+
     @staticmethod
     def _files(dt: DeltaTable, partition: dict[str, str] | None) -> list[str]:
         if partition:

@@ -106,6 +106,9 @@ PROMPTS = TableSpec(
             ("n_prompt_tokens", pa.int32()),
             ("n_history_items", pa.int32()),
             ("is_fallback", pa.bool_()),
+            # A hash of everything that decides the user's scores (instructions/prompts.py,
+            # with_fingerprint): scoring reuses yesterday's rows of a user whose fingerprint is unchanged.
+            ("fingerprint", pa.string()),
         ]
     ),
     required=("run_date", "user_id", "candidate_item_ids"),
@@ -126,6 +129,9 @@ RECOMMENDATIONS = TableSpec(
             ("template_id", pa.string()),
             ("scorer", pa.string()),
             ("is_fallback", pa.bool_()),
+            # The prompts fingerprint combined with what the scoring run read it with (model version,
+            # scorer, fusion, top-K: scoring/incremental.py). Equal fingerprints mean equal rows.
+            ("input_fingerprint", pa.string()),
         ]
     ),
     required=("run_date", "user_id", "rank", "item_id"),

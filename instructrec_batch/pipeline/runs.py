@@ -114,6 +114,23 @@ def last_outcome(lake: Lake, run_date: str, stage: str) -> dict | None:
     return finished[-1] if finished else None
 
 
+def last_succeeded_date(lake: Lake, stage: str, on_or_before: str) -> str | None:
+    """The latest run date, not after ``on_or_before``, whose ``stage`` last finished successfully
+    (the same date counts: a rerun reuses its own rows where nothing changed)."""
+    if not lake.exists("runs"):
+        return None
+    import pyarrow.compute as pc
+
+    table = lake.read_arrow("runs", columns=["run_date", "stage", "status", "started_at", "ended_at"])
+    table = table.filter(pc.and_(pc.equal(table["stage"], stage), pc.less_equal(table["run_date"], on_or_before)))
+    dates = sorted(set(table["run_date"].to_pylist()), reverse=True)
+    for run_date in dates:
+        outcome = last_outcome(lake, run_date, stage)
+        if outcome is not None and outcome["status"] == "succeeded":
+            return run_date
+    return None
+
+
 def require_upstream(lake: Lake, run_date: str, stage: str) -> None:
     upstream = UPSTREAM.get(stage)
     if upstream is None:

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from ..config import Config
 from ..errors import GateError
 from ..lake import Lake, ValidatedInputs, validate_inputs
-from .runs import StageRun
+from .runs import StageRun, last_succeeded_date
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,22 @@ def choose_model(cfg: Config, required: bool) -> ModelChoice:
         if required:
             raise
         return ModelChoice(cfg.model.base.name, "base", str(base_model_dir(cfg.model)), None)
+
+
+def served_fusion(cfg: Config, model: ModelChoice) -> dict | None:
+    """The fusion weights scoring applies: the model card's, unless ``scoring.fusion: none``."""
+    return model.fusion if cfg.scoring.fusion == "model_card" else None
+
+
+def served_users(candidates: DataFrame, cfg: Config) -> DataFrame:
+    """The candidates of the users the nightly scores (``nightly.score_users``): all, or a seeded sample
+    that stays the same from night to night while the users stay, so incremental scoring can reuse it."""
+    nightly = cfg.nightly
+    if nightly.score_users == "all":
+        return candidates
+    chosen = (candidates.select("user_id").distinct()
+              .orderBy(F.xxhash64("user_id", F.lit(nightly.sample_seed)), "user_id").limit(nightly.sample_users))
+    return candidates.join(chosen, "user_id", "left_semi")
 
 
 def read_validated_inputs(lake: Lake) -> ValidatedInputs:
@@ -103,16 +119,17 @@ def stage_candidates(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun
 
 def stage_prompts(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun) -> None:
     from ..instructions import build_prompts, load_template_library
+    from ..scoring.incremental import fusion_features_read
 
     model = choose_model(cfg, required=False)
     run.model_version = f"{model.name}/{model.version}"
     checked = read_validated_inputs(lake)
-    candidates = lake.read("candidates", {"run_date": run.run_date}).drop("run_date")
+    candidates = served_users(lake.read("candidates", {"run_date": run.run_date}).drop("run_date"), cfg)
     library = load_template_library(cfg.instructions.templates_path)
     template = library.serving_template(cfg.scoring.scorer, cfg.instructions.inference_template, model.best_template_id)
     prompts = build_prompts(
         checked.interactions, checked.items, candidates, checked.intents, model.model_dir, cfg.instructions,
-        template_id=template,
+        template_id=template, fingerprint_features=fusion_features_read(served_fusion(cfg, model)),
     ).withColumn("run_date", F.lit(run.run_date)).cache()
     stats = prompts.agg(
         F.count("*").alias("users"),
@@ -137,10 +154,11 @@ def stage_score(lake: Lake, cfg: Config, run: StageRun) -> dict:
 
     model = choose_model(cfg, required=True)
     run.model_version = f"{model.name}/{model.version}"
+    # The rows of users whose inputs did not change come from the last date that scored successfully.
+    reuse_from = last_succeeded_date(lake, "score", run.run_date) if cfg.scoring.reuse_unchanged else None
     with ray_session(cfg.ray):
-        fusion = model.fusion if cfg.scoring.fusion == "model_card" else None
         summary = scoring_job.run(cfg, lake, run.run_date, model.model_dir, model.name, model.version, run_id=run.run_id,
-                            fusion=fusion)
+                                  fusion=served_fusion(cfg, model), reuse_from=reuse_from)
     run.row_counts = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
     run.quarantine_count = int(summary.get("quarantined_rows", 0))
     return summary

@@ -18,6 +18,7 @@ from ..model.base import load_scoring_model
 from ..model.frame import rank_candidates, score_records
 from ..model.fusion import FusionParams, fuse
 from ..model.rows import RowPreparer
+from .incremental import input_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,11 @@ class ScoringActor:
     """Callable class for ``Dataset.map_batches``: pyarrow batch of prompts rows in, staging rows out."""
 
     def __init__(self, model_dir: str, run_date: str, model_name: str, model_version: str, scoring: dict,
-                 fusion: dict | None, device: str):
+                 fusion: dict | None, device: str, score_key: str = ""):
         """``scoring``: the ScoringConfig as a dict (what travels to Ray workers); ``fusion``: the model
-        card's fitted weights or None; ``device``: what the actor reserved (cpu, or cuda with a GPU)."""
+        card's fitted weights or None; ``device``: what the actor reserved (cpu, or cuda with a GPU);
+        ``score_key``: how this run reads a prompts row (``incremental.score_key``), stored with the
+        row's fingerprint so that a later run can tell whether the user's rows would come out the same."""
         import torch
 
         sc = ScoringConfig.model_validate(scoring)
@@ -65,6 +68,7 @@ class ScoringActor:
         self.constants = {"run_date": run_date, "model_name": model_name, "model_version": model_version, "scorer": sc.scorer}
         self.batch_tokens, self.length_normalize, self.k = sc.batch_tokens, sc.length_normalize, sc.top_k
         self.fusion = FusionParams.from_card(fusion)
+        self.score_key = score_key
         log.info("scoring actor ready: %s, scorer=%s, dtype=%s", model_dir, sc.scorer, self.dtype)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -76,6 +80,7 @@ class ScoringActor:
                 continue
             row = result.row
             scores = result.scores if row.is_fallback else fused_scores(result.record, result.scores, self.fusion)
+            fingerprint = input_fingerprint(result.record.get("fingerprint"), self.score_key)
             for rank, item_id, score in rank_candidates(row.item_ids, scores, self.k):
                 out.append(
                     {
@@ -87,6 +92,7 @@ class ScoringActor:
                         "score": score,
                         "template_id": row.template_id,
                         "is_fallback": row.is_fallback,
+                        "input_fingerprint": fingerprint,
                         # Fallback users cost no model tokens.
                         "n_input_tokens": row.n_input_tokens if rank == 1 else 0,
                     }

@@ -1,15 +1,17 @@
 """The scoring job for one run date: prompts -> Ray Data actor pool -> top-K -> recommendations.
 
-Commit protocol (a run commits its whole partition or nothing): actors' output goes to a per-run staging
-folder of Parquet; only after every block has been written is it streamed into Delta, one atomic
-partition replace per table (quarantine first, recommendations last), then the staging folder is
-removed. A crash before the commit leaves yesterday's partition exactly as it was.
+Incremental (``incremental.py``): users whose inputs are unchanged since the reused run date get that
+date's rows copied; Ray Data reads only the other users' prompts from the date's Parquet files.
+
+Commit protocol (a run commits its whole partition or nothing): copied rows and the actors' output go
+to a per-run staging folder of Parquet; only after every user is there is it streamed into Delta, one
+atomic partition replace per table (quarantine first, recommendations last), then the staging folder
+is removed. A crash before the commit leaves the partitions exactly as they were.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import time
 import uuid
@@ -19,11 +21,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from ..config import Config
 from ..errors import StageOrderError
 from ..lake import Lake
+from ..progress import Progress
 from .actor import STAGING_SCHEMA, ScoringActor
+from .incremental import ReusePlan, plan_reuse, reused_rows, score_key
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,7 @@ PROMPT_COLUMNS = [
     "candidate_popularity",
     "n_prompt_tokens",
     "is_fallback",
+    "fingerprint",
 ]
 
 
@@ -50,32 +56,39 @@ def run(
     model_version: str,
     run_id: str | None = None,
     fusion: dict | None = None,
+    reuse_from: str | None = None,
 ) -> dict:
-    """Score every user of ``run_date`` and replace that date's recommendations. Needs Ray running
+    """Score the users of ``run_date`` and replace that date's recommendations. Needs Ray running
     (``ray_session``). ``fusion``: the model card's fitted fusion weights, None for model-only scores.
-    Returns the run summary."""
-    import ray
-
+    ``reuse_from``: an earlier run date whose rows are copied for users whose inputs are unchanged
+    (``incremental.py``); None scores everyone. Returns the run summary."""
     started = time.time()
     run_id = run_id or uuid.uuid4().hex[:12]
     sc = cfg.scoring
-    stored = set(lake.delta_table("prompts").schema().to_arrow().names)
-    # Partitions written before a column existed lack it; the actor treats an absent column as nulls.
-    prompts = lake.read_arrow("prompts", partition={"run_date": run_date}, columns=[c for c in PROMPT_COLUMNS if c in stored])
-    if prompts.num_rows == 0:
+    files = lake.files("prompts", {"run_date": run_date})
+    if not files:
         raise StageOrderError(f"no prompts for run_date {run_date} in {lake.path('prompts')}: run build_prompts first")
-    # The driver reads one date's prompts (a few MB per thousand users) and hands blocks to the actors;
-    # blocks of block_rows rows let the actor pool spread the work and retry at block granularity.
-    ds = ray.data.from_arrow(prompts).repartition(max(1, math.ceil(prompts.num_rows / sc.block_rows)))
-    with warnings.catch_warnings():
-        # Ray 2.60 has no named parameter for actor restarts, so they go through the deprecated
-        # **ray_remote_args. Ray Data's default is unbounded retries, which loops forever on a block that
-        # kills its actor every time (OOM); a bounded count is worth keeping until the Ray pin moves.
-        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-        scored = _score_dataset(ds, sc, model_dir, run_date, model_name, model_version, fusion)
+    key = score_key(model_name, model_version, sc, fusion)
+    plan = plan_reuse(lake, run_date, reuse_from, key)
+    log.info("score %s: %d users, %d unchanged since %s (copied), %d to score", run_date, plan.users,
+             len(plan.reused), plan.source_date or "-", plan.to_score)
     staging = lake.staging_dir(f"score-{run_date}")
+    staging.mkdir(parents=True)
     try:
-        scored.write_parquet(str(staging))
+        for i, table in enumerate(reused_rows(lake, plan, run_date, STAGING_SCHEMA)):
+            pq.write_table(table, staging / f"reused-{i:05d}.parquet")
+        scoring_started = time.time()
+        if plan.to_score:
+            prompts = _prompts_dataset(files, plan)
+            with warnings.catch_warnings():
+                # Ray 2.60 has no named parameter for actor restarts, so they go through the deprecated
+                # **ray_remote_args. Ray Data's default is unbounded retries, which loops forever on a
+                # block that kills its actor every time (OOM); a bounded count is worth keeping until
+                # the Ray pin moves.
+                warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+                scored = _score_dataset(prompts, sc, model_dir, run_date, model_name, model_version, fusion, key)
+            _stream_to_staging(scored, staging, Progress(f"score {run_date}", plan.to_score, "users"))
+        scoring_seconds = time.time() - scoring_started
         staged = pads.dataset(str(staging), format="parquet", schema=STAGING_SCHEMA)
         counts = _counts(staged)
         _commit(lake, staged, "quarantine", "quarantine", {"run_date": run_date, "stage": "score"}, extra={"stage": "score", "table_name": "prompts", "run_id": run_id})
@@ -90,20 +103,54 @@ def run(
         "model_name": model_name,
         "model_version": model_version,
         "fusion": fusion,
+        "reused_from": plan.source_date,
         "users": counts["users"],
+        "users_reused": len(plan.reused),
+        "users_scored": plan.to_score,
         "fallback_users": counts["fallback_users"],
         "quarantined_rows": counts["quarantined_rows"],
         "recommendation_rows": counts["recommendation_rows"],
         "prompt_tokens": counts["prompt_tokens"],
         "seconds": round(seconds, 3),
-        "users_per_s": round(counts["users"] / seconds, 3),
-        "prompt_tokens_per_s": round(counts["prompt_tokens"] / seconds, 1),
+        "scoring_seconds": round(scoring_seconds, 3),
+        # Rates of the work done: scored users over the time spent scoring them.
+        "users_per_s": round(plan.to_score / scoring_seconds, 3) if plan.to_score and scoring_seconds > 0 else None,
+        "prompt_tokens_per_s": round(counts["prompt_tokens"] / scoring_seconds, 1) if plan.to_score and scoring_seconds > 0 else None,
     }
     log.info("scoring summary: %s", summary)
     return summary
 
 
-def _score_dataset(ds, sc, model_dir: str, run_date: str, model_name: str, model_version: str, fusion: dict | None):
+def _prompts_dataset(files: list[str], plan: ReusePlan):
+    """Ray Data reads the date's prompts files itself (workers read, the driver only lists the files),
+    leaving out the users whose rows are copied."""
+    import ray
+
+    # Our own progress line replaces Ray Data's block counter ("MapBatches(ScoringActor): 0/1"), which
+    # tells a person reading the log neither users, rate nor time left.
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    present = set(pq.read_schema(files[0]).names)  # a partition written before a column existed lacks it
+    prompts = ray.data.read_parquet(files, partitioning=None).select_columns([c for c in PROMPT_COLUMNS if c in present])
+    if len(plan.reused):
+        from ray.data.expressions import col
+
+        prompts = prompts.filter(expr=col("user_id").not_in(plan.reused.to_pylist()))
+    return prompts
+
+
+def _stream_to_staging(scored, staging: Path, progress: Progress) -> None:
+    """Pull the actors' output through the driver into the staging folder, one file per block: output
+    is ~1 KB per user, and counting it here gives exact progress (users, rate, time left) for free."""
+    with progress:
+        for i, batch in enumerate(scored.iter_batches(batch_format="pyarrow", batch_size=None)):
+            pq.write_table(batch.cast(STAGING_SCHEMA), staging / f"scored-{i:05d}.parquet")
+            kinds, ranks = batch["kind"], batch["rank"]
+            users = pc.sum(pc.or_kleene(pc.equal(kinds, "quarantine"), pc.equal(ranks, 1)).cast(pa.int64())).as_py()
+            progress.update(int(users or 0))
+
+
+def _score_dataset(ds, sc, model_dir: str, run_date: str, model_name: str, model_version: str, fusion: dict | None,
+                   key: str):
     """The lazy Ray Data plan: blocks of prompts rows through a pool of scoring actors."""
     import ray
 
@@ -116,6 +163,7 @@ def _score_dataset(ds, sc, model_dir: str, run_date: str, model_name: str, model
             "model_version": model_version,
             "scoring": sc.model_dump(mode="json"),
             "fusion": fusion,
+            "score_key": key,
             # Decided by what the actor reserved, not by what it can see: a CPU actor on a GPU node may
             # still see every GPU (RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO=0 leaves CUDA_VISIBLE_DEVICES alone).
             "device": "cuda" if sc.num_gpus_per_actor > 0 else "cpu",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
 from instructrec_batch.errors import GateError, StageOrderError
+from instructrec_batch.lake.schemas import INTERACTIONS
 from instructrec_batch.pipeline.nightly import run_nightly, run_score, run_spark_stages
 from instructrec_batch.pipeline.runs import latest_runs
 from tests.invariants import assert_invariants, recs
@@ -33,6 +35,7 @@ def test_rerun_is_identical_and_dates_are_kept(small_lake, spark, ray_local):
 
 def test_failed_score_keeps_previous_output_then_resume_finishes(small_lake, spark, ray_local, model_copy):
     cfg, lake = small_lake
+    cfg.scoring.reuse_unchanged = False  # a rerun would otherwise copy every unchanged user's rows
     run_nightly(cfg, D1, spark=spark)
     before = recs(lake, D1)
     prompts_version = lake.version("prompts")
@@ -129,3 +132,41 @@ def test_nightly_with_the_merged_retriever_records_its_version(small_lake, spark
     assert cands["source"].str.contains("sequential").any() and cands["sequential_rank"].notna().any()
     final = {r["stage"]: r for r in lake.read_arrow("runs").to_pylist() if r["status"] == "succeeded"}
     assert final["candidates"]["model_version"] == f"{retriever.name}/{retriever.version}"
+
+
+def test_next_night_scores_only_the_users_whose_inputs_changed(small_lake, spark, ray_local):
+    cfg, lake = small_lake
+    run_nightly(cfg, D1, spark=spark)
+    prompts = lake.read_arrow("prompts", {"run_date": D1}).to_pylist()
+    buyer = next(p for p in prompts if not p["is_fallback"])
+    history = lake.read_arrow("interactions").filter(pc.equal(lake.read_arrow("interactions")["user_id"], buyer["user_id"]))
+    bought = {"user_id": buyer["user_id"], "item_id": buyer["candidate_item_ids"][0],
+              "position": pc.max(history["position"]).as_py() + 1}
+    lake.write_arrow(pa.Table.from_pylist([bought], schema=INTERACTIONS.schema), "interactions", mode="append")
+
+    summary = run_nightly(cfg, D2, spark=spark)
+    assert summary["reused_from"] == D1 and summary["users"] == len(prompts)
+    assert 0 < summary["users_scored"] < summary["users"] and summary["users_reused"] > 0
+    day1, day2 = ({(r["user_id"], r["rank"]): r for r in lake.read_arrow("recommendations", {"run_date": d}).to_pylist()}
+                  for d in (D1, D2))
+    assert day2[(buyer["user_id"], 1)]["input_fingerprint"] != day1[(buyer["user_id"], 1)]["input_fingerprint"]
+    assert_invariants(lake, D2, cfg.scoring.top_k)
+    final = [r for r in latest_runs(lake, D2, "score") if r["status"] == "succeeded"][-1]
+    assert json.loads(final["row_counts"])["users_reused"] == summary["users_reused"]
+
+    incremental = recs(lake, D2)
+    full = cfg.model_copy(update={"scoring": cfg.scoring.model_copy(update={"reuse_unchanged": False})})
+    assert run_score(full, D2)["users_reused"] == 0
+    assert recs(lake, D2) == incremental, "the copied rows are what a full rescore writes"
+
+
+def test_a_sample_of_users_is_scored_while_candidates_learn_from_all(small_lake, spark):
+    cfg, lake = small_lake
+    cfg.nightly.score_users, cfg.nightly.sample_users = "sample", 8
+    run_spark_stages(cfg, D1, ("candidates", "prompts"), spark=spark)
+    candidates = set(lake.read_arrow("candidates", {"run_date": D1})["user_id"].to_pylist())
+    sampled = lake.read_arrow("prompts", {"run_date": D1})["user_id"].to_pylist()
+    assert len(sampled) == 8 and set(sampled) < candidates and len(candidates) > 8
+    run_spark_stages(cfg, D2, ("candidates", "prompts"), spark=spark)
+    assert sorted(lake.read_arrow("prompts", {"run_date": D2})["user_id"].to_pylist()) == sorted(sampled), (
+        "the same users every night")

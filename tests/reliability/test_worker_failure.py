@@ -28,7 +28,9 @@ USERS = 6
 def _config(tmp_path, model_dir, retries: int):
     return small_config(
         tmp_path, model_dir, users=USERS,
-        extra=["scoring.block_rows=2", f"scoring.max_retries={retries}", "scoring.top_k=5"],
+        # reuse off: the second run must score again (unchanged users would be copied, no actor to kill)
+        extra=["scoring.block_rows=2", f"scoring.max_retries={retries}", "scoring.top_k=5",
+               "scoring.reuse_unchanged=false"],
     )
 
 

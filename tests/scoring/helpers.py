@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pyarrow as pa
 
 from instructrec_batch.lake.schemas import PROMPTS
@@ -34,14 +36,20 @@ def prompt_row(tokenizer, user_id: str, n_candidates: int, history: int, offset:
         "n_prompt_tokens": len(tokenizer(prompt, add_special_tokens=False)["input_ids"]),
         "n_history_items": history,
         "is_fallback": False,
+        "fingerprint": fingerprint(prompt, items),
     }
+
+
+def fingerprint(prompt: str | None, items: list[str]) -> str:
+    """Stands in for the prompts stage's hash (instructions/prompts.py): changes when the inputs do."""
+    return hashlib.sha256(repr((prompt, items)).encode()).hexdigest()
 
 
 def fallback_row(user_id: str, items: list[str]) -> dict:
     return {
         "user_id": user_id, "template_id": None, "prompt": None, "candidate_item_ids": items,
         "candidate_letters": LETTERS[: len(items)], "candidate_titles": [TITLES[0]] * len(items),
-        "n_prompt_tokens": 0, "n_history_items": 0, "is_fallback": True,
+        "n_prompt_tokens": 0, "n_history_items": 0, "is_fallback": True, "fingerprint": fingerprint(None, items),
     }
 
 
