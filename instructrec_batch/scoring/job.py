@@ -12,6 +12,7 @@ is removed. A crash before the commit leaves the partitions exactly as they were
 from __future__ import annotations
 
 import logging
+import resource
 import shutil
 import time
 import uuid
@@ -116,6 +117,9 @@ def run(
         # Rates of the work done: scored users over the time spent scoring them.
         "users_per_s": round(plan.to_score / scoring_seconds, 3) if plan.to_score and scoring_seconds > 0 else None,
         "prompt_tokens_per_s": round(counts["prompt_tokens"] / scoring_seconds, 1) if plan.to_score and scoring_seconds > 0 else None,
+        # The driver's peak resident memory over its life (Ray workers are other processes): it should
+        # not grow with the number of users, since prompts go from files to workers.
+        "driver_peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     log.info("scoring summary: %s", summary)
     return summary
