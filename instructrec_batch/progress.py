@@ -44,6 +44,11 @@ class Progress:
 
             self.bar = tqdm(total=total, desc=label, unit=f" {unit}", dynamic_ncols=True, leave=True)
 
+    def extend_deadline(self, seconds: float) -> None:
+        """Time that does not count against the budget (tuning's validation pauses it)."""
+        if self.deadline is not None:
+            self.deadline += seconds
+
     def update(self, n: int = 1) -> None:
         self.done += n
         if self.bar is not None:

@@ -81,7 +81,7 @@ def llm_scores(eval_set: EvalSet, prompts: pd.DataFrame, loaded: LoadedModel, sc
     from ..model.frame import score_frame
 
     started = time.time()
-    scored = score_frame(prompts, loaded.model, loaded.tokenizer, cfg.scoring, scorer)
+    scored = score_frame(prompts, loaded.model, loaded.tokenizer, cfg.scoring, scorer, label=f"{loaded.label}/{scorer}")
     log.info(
         "%s/%s scored %d users in %.1f s", loaded.label, scorer, len(prompts), time.time() - started
     )

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import ScoringConfig
+from ..progress import Progress
 from .rows import MalformedRow, PreparedRow, RowPreparer
 from .scorers import score_rows
 
@@ -84,19 +85,25 @@ def rank_candidates(item_ids: Sequence[str], scores: np.ndarray, k: int) -> list
     return [(rank, item_ids[i], float(scores[i])) for rank, i in enumerate(order[:k], start=1)]
 
 
-def score_frame(prompts: pd.DataFrame, model, tokenizer, sc: ScoringConfig, scorer: str | None = None) -> pd.DataFrame:
+def score_frame(prompts: pd.DataFrame, model, tokenizer, sc: ScoringConfig, scorer: str | None = None,
+                label: str = "score", chunk_users: int = 64) -> pd.DataFrame:
     """One row per (user, candidate): user_id, item_id, score, by ``scorer`` (default ``sc.scorer``)
-    with the scoring config's budgets. Fallback rows score by list order.
+    with the scoring config's budgets. Fallback rows score by list order. Users go through the model
+    ``chunk_users`` at a time so that a long pass (evaluation, the fusion fit) reports its progress.
     Raises MalformedRow naming the first user whose row cannot be scored."""
     preparer = RowPreparer(tokenizer, scorer or sc.scorer, sc.max_input_tokens, sc.max_title_tokens)
-    results = score_records(prompts.to_dict("records"), model, preparer, sc.batch_tokens, sc.length_normalize)
+    records = prompts.to_dict("records")
     users, items, scores = [], [], []
-    for result in results:
-        if result.error:
-            raise MalformedRow(f"user {result.record.get('user_id')!r}: {result.error}")
-        users += [result.row.user_id] * len(result.row.item_ids)
-        items += result.row.item_ids
-        scores += result.scores.tolist()
+    with Progress(label, len(records), "users") as progress:
+        for start in range(0, len(records), chunk_users):
+            chunk = records[start:start + chunk_users]
+            for result in score_records(chunk, model, preparer, sc.batch_tokens, sc.length_normalize):
+                if result.error:
+                    raise MalformedRow(f"user {result.record.get('user_id')!r}: {result.error}")
+                users += [result.row.user_id] * len(result.row.item_ids)
+                items += result.row.item_ids
+                scores += result.scores.tolist()
+            progress.update(len(chunk))
     return pd.DataFrame({"user_id": users, "item_id": items, "score": np.asarray(scores, dtype=np.float64)})
 
 

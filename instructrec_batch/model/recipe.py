@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 
 from ..config import TuneConfig
+from ..progress import Progress
 from . import checkpoint
 from .base import load_causal_lm, load_tokenizer
 from .batching import Encoded, collate, encode_examples, micro_batch_indices
@@ -146,6 +147,8 @@ class TuneRecipe:
             # same validation users, and tuning that never beats it publishes an adapter equal to it.
             self._validate()
             last_eval_step = 0
+        # Steps left, and the time budget's end as the other possible finish (validation pauses it).
+        progress = Progress("tune", self.max_steps - self.step, "steps", deadline_s=budget_s) if self.is_main else None
         while self.step < self.max_steps:
             if budget_s is not None and self._agree(step_seconds > budget_s):
                 stopped_by_budget = True
@@ -155,6 +158,8 @@ class TuneRecipe:
             loss, tokens = self._train_step()
             step_seconds += time.monotonic() - step_started
             self.step += 1
+            if progress is not None:
+                progress.update()
             run_steps += 1
             run_tokens += tokens
             self.state["losses"].append(loss)
@@ -163,10 +168,18 @@ class TuneRecipe:
                 log.info("step %d/%d loss %.4f lr %.2e %.2f s/step %.0f tok/s", self.step, self.max_steps,
                          loss, self.scheduler.get_last_lr()[0], elapsed / run_steps, run_tokens / elapsed)
             if cfg.eval_every and self.step % cfg.eval_every == 0:
+                validation_started = time.monotonic()
                 self._validate()
                 last_eval_step = self.step
+                if progress is not None:
+                    progress.extend_deadline(time.monotonic() - validation_started)
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                saving_started = time.monotonic()
                 self._checkpoint(time.monotonic() - started)
+                if progress is not None:
+                    progress.extend_deadline(time.monotonic() - saving_started)
+        if progress is not None:
+            progress.close()
         if last_eval_step != self.step:
             self._validate()
         if self.is_main and self.step == 0:

@@ -1,7 +1,8 @@
 """`instructrec-batch demo`: the newcomer's tour on the bundled sample, no cluster, GPU or network.
 
 ingest -> model (registry's latest, else a short tuning run) -> nightly for the run date -> a few
-users' histories and top-K titles -> one SQL query over the output.
+users' histories and top-K titles -> a few users buy their top pick overnight -> the next date's
+nightly, which scores only the users whose inputs changed -> one SQL query over the output.
 """
 
 from __future__ import annotations
@@ -9,6 +10,10 @@ from __future__ import annotations
 import logging
 import textwrap
 import time
+from datetime import date, timedelta
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..config import Config
 from ..errors import ModelNotFoundError
@@ -70,19 +75,49 @@ def show_users(lake: Lake, run_date: str, n_users: int = 3) -> None:
             print(f"    {r['rank']:>2}. {short(title.get(r['item_id']))}  (score {r['score']:.3f})")
 
 
+def buy_top_picks(lake: Lake, run_date: str, n_users: int) -> list[str]:
+    """Append, for ``n_users`` scored users, an interaction with their rank-1 item: what the upstream
+    system would deliver overnight. Returns those users."""
+    from ..lake.schemas import INTERACTIONS
+
+    recs = lake.read_arrow("recommendations", {"run_date": run_date})
+    firsts = recs.filter(pc.and_(pc.equal(recs["rank"], 1), pc.invert(recs["is_fallback"]))).sort_by("user_id")
+    buyers = firsts.slice(0, n_users).to_pylist()
+    inter = lake.read_arrow("interactions", columns=["user_id", "position"])
+    last = dict(zip(*inter.group_by("user_id").aggregate([("position", "max")]).to_pydict().values()))
+    rows = [{"user_id": r["user_id"], "item_id": r["item_id"], "position": last[r["user_id"]] + 1} for r in buyers]
+    lake.write_arrow(pa.Table.from_pylist(rows, schema=INTERACTIONS.schema), "interactions", mode="append")
+    return [r["user_id"] for r in buyers]
+
+
+def _print_summary(summary: dict | None) -> None:
+    if summary:
+        print("scoring summary: " + ", ".join(f"{k}={v}" for k, v in summary.items() if k != "fusion"))
+
+
 def run_demo(cfg: Config, run_date: str) -> None:
     started = time.time()
-    _banner("1/4 ingest: bundled sample -> Delta lake")
+    _banner("1/5 ingest: bundled sample -> Delta lake")
     commands.ingest(cfg, run_date)
-    _banner("2/4 model")
+    _banner("2/5 model")
     print(f"model: {ensure_model(cfg)}")
-    _banner(f"3/4 nightly for {run_date}: candidates -> prompts (Spark) -> score (Ray)")
-    summary = run_nightly(cfg, run_date)
-    if summary:
-        print("scoring summary: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+    _banner(f"3/5 nightly for {run_date}: candidates -> prompts (Spark) -> score (Ray)")
+    if cfg.nightly.score_users == "sample":
+        print(f"candidates learn from every user; {cfg.nightly.sample_users} of them (nightly.sample_users) get prompts and scores")
+    _print_summary(run_nightly(cfg, run_date))
     lake = Lake(cfg.lake)
-    _banner("4/4 results")
+    _banner("4/5 results")
     show_users(lake, run_date)
+    next_date = (date.fromisoformat(run_date) + timedelta(days=1)).isoformat()
+    _banner(f"5/5 the next night, {next_date}: only users whose inputs changed are scored")
+    buyers = buy_top_picks(lake, run_date, n_users=5)
+    print(f"overnight, {len(buyers)} users bought their top pick: {', '.join(buyers)}")
+    summary = run_nightly(cfg, next_date)
+    _print_summary(summary)
+    if summary:
+        print(f"\n{summary['users_reused']} of {summary['users']} users had unchanged inputs and kept "
+              f"{run_date}'s rows; {summary['users_scored']} were scored again in {summary['seconds']:.0f}s "
+              "(--full scores everyone)")
     print(f"\nSQL (instructrec-batch sql \"...\"):\n{DEMO_QUERY}\n")
     from ..tables import format_table
 

@@ -12,6 +12,7 @@ is removed. A crash before the commit leaves the partitions exactly as they were
 from __future__ import annotations
 
 import logging
+import math
 import resource
 import shutil
 import time
@@ -80,7 +81,7 @@ def run(
             pq.write_table(table, staging / f"reused-{i:05d}.parquet")
         scoring_started = time.time()
         if plan.to_score:
-            prompts = _prompts_dataset(files, plan)
+            prompts = _prompts_dataset(files, plan, sc.block_rows)
             with warnings.catch_warnings():
                 # Ray 2.60 has no named parameter for actor restarts, so they go through the deprecated
                 # **ray_remote_args. Ray Data's default is unbounded retries, which loops forever on a
@@ -125,9 +126,9 @@ def run(
     return summary
 
 
-def _prompts_dataset(files: list[str], plan: ReusePlan):
+def _prompts_dataset(files: list[str], plan: ReusePlan, block_rows: int):
     """Ray Data reads the date's prompts files itself (workers read, the driver only lists the files),
-    leaving out the users whose rows are copied."""
+    leaving out the users whose rows are copied, in blocks of ``block_rows`` users."""
     import ray
 
     # Our own progress line replaces Ray Data's block counter ("MapBatches(ScoringActor): 0/1"), which
@@ -139,7 +140,10 @@ def _prompts_dataset(files: list[str], plan: ReusePlan):
         from ray.data.expressions import col
 
         prompts = prompts.filter(expr=col("user_id").not_in(plan.reused.to_pylist()))
-    return prompts
+    # A file is one block (one row group); an actor task takes a whole block and its output leaves it
+    # only when the block is done. Blocks of block_rows spread the users over the actor pool, bound a
+    # retry to one block, and let progress move a block at a time.
+    return prompts.repartition(max(1, math.ceil(plan.to_score / block_rows)))
 
 
 def _stream_to_staging(scored, staging: Path, progress: Progress) -> None:
