@@ -182,6 +182,15 @@ class ModelConfig(Section):
     version: str = "latest"
 
 
+class PrecisionConfig(Section):
+    """How ``auto`` precision is decided (model/device.py): bf16 when the model's own matmul shapes run
+    at least ``bf16_min_speedup`` times faster in bf16 than in fp32 on this host; measured once per
+    CPU model, torch version and thread count, and cached in ``cache_file`` (null: measure every time)."""
+
+    bf16_min_speedup: PositiveFloat = 1.2
+    cache_file: str | None = "~/.cache/instructrec-batch/precision.json"
+
+
 class TuneConfig(Section):
     lora_r: Positive = 16
     lora_alpha: Positive = 32
@@ -209,8 +218,8 @@ class TuneConfig(Section):
     eval_every: NonNegative = 20
     eval_users: NonNegative = 100
     checkpoint_every: NonNegative = 20
-    # bf16 autocast is used only where bf16 matmuls beat fp32 (CUDA, or a CPU with AMX): elsewhere,
-    # AVX512-BF16-only CPUs included, it is slower than fp32, so `bf16: true` means "allowed".
+    # bf16 autocast where it is measured faster (the `precision` section, model/device.py): `true`
+    # means "allowed", `false` keeps fp32.
     bf16: bool = True
     num_workers: Positive = 1  # >1: Ray Train TorchTrainer with DDP
     use_gpu: bool = False
@@ -318,6 +327,7 @@ class Config(Section):
     retrieval: RetrievalConfig = RetrievalConfig()
     instructions: InstructionsConfig = InstructionsConfig()
     model: ModelConfig = ModelConfig()
+    precision: PrecisionConfig = PrecisionConfig()
     tune: TuneConfig = TuneConfig()
     scoring: ScoringConfig = ScoringConfig()
     evaluation: EvaluationConfig = EvaluationConfig()

@@ -42,8 +42,8 @@ def load_model(label: str, model_dir, cfg: Config) -> LoadedModel:
     from ..model.base import load_scoring_model
 
     started = time.time()
-    model, tokenizer, dtype = load_scoring_model(str(model_dir), cfg.scoring.dtype)
-    log.info("loaded %s (%s) from %s in %.1f s", label, dtype, model_dir, time.time() - started)
+    model, tokenizer, precision = load_scoring_model(str(model_dir), cfg.scoring.dtype, precision=cfg.precision)
+    log.info("loaded %s (%s) from %s in %.1f s", label, precision.dtype, model_dir, time.time() - started)
     return LoadedModel(label, str(model_dir), model, tokenizer)
 
 

@@ -93,10 +93,13 @@ def load_causal_lm(model_dir: str | Path, dtype: str = "fp32", device: str = "cp
     return model.to(device).eval()
 
 
-def load_scoring_model(model_dir: str, dtype: str, device: str | None = None):
-    """(model, tokenizer, dtype actually used) for scoring, in eval mode on the chosen device."""
-    from .device import pick_device, resolve_dtype
+def load_scoring_model(model_dir: str, dtype: str, device: str | None = None, precision=None):
+    """(model, tokenizer, PrecisionChoice) for scoring, in eval mode on the chosen device. ``dtype``
+    auto is measured on this process's device and threads (``precision``: a PrecisionConfig)."""
+    from ..config import PrecisionConfig
+    from .device import choose_precision, model_shapes, pick_device
 
+    precision = precision or PrecisionConfig()
     chosen = pick_device(device)
-    dtype = resolve_dtype(dtype, chosen)
-    return load_causal_lm(model_dir, dtype=dtype, device=str(chosen)), load_tokenizer(model_dir), dtype
+    choice = choose_precision(dtype, chosen, *model_shapes(model_dir), precision.cache_file, precision.bf16_min_speedup)
+    return load_causal_lm(model_dir, dtype=choice.dtype, device=str(chosen)), load_tokenizer(model_dir), choice

@@ -59,7 +59,8 @@ def run(examples_train, examples_val, cfg: Config, data_versions: dict[str, int]
     base_dir = base_model_dir(cfg.model)
     root = checkpoint_root(cfg)
     log.info("tuning %s on %d examples (%d validation), checkpoints in %s", base_dir.name, len(train), len(val), root)
-    summary = launch(cfg.tune, cfg.ray, base_dir, root, train, val, fingerprint(cfg.tune, base_dir, train, val))
+    summary = launch(cfg.tune, cfg.ray, base_dir, root, train, val, fingerprint(cfg.tune, base_dir, train, val),
+                     precision=cfg.precision)
     best = summary["best"]
     if best and best["step"] == 0 and summary["step"] > 0:
         log.warning("no validated step beat the untuned base (step 0, %s %.4f): the published adapter is "
@@ -74,7 +75,7 @@ def run(examples_train, examples_val, cfg: Config, data_versions: dict[str, int]
         "git_commit": git_commit(),
         "training": {k: summary[k] for k in (
             "train_seconds", "step", "max_steps", "stopped_by_budget", "seconds_per_step", "tokens_per_second",
-            "peak_rss_mb", "bf16", "device", "world_size", "n_train_examples", "trainable_params", "total_params")}
+            "peak_rss_mb", "bf16", "precision", "device", "world_size", "n_train_examples", "trainable_params", "total_params")}
         | {"n_val_examples": len(val), "final_loss": summary["losses"][-1] if summary["losses"] else None},
         "validation": {
             "metric": cfg.tune.best_metric,

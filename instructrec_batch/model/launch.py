@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..config import RayConfig, TuneConfig
+from ..config import PrecisionConfig, RayConfig, TuneConfig
 from . import checkpoint
 
 log = logging.getLogger(__name__)
@@ -25,14 +25,15 @@ def train_worker(payload: dict[str, Any]) -> None:
     logging.basicConfig(level=logging.INFO)  # Ray workers start with no logging configured
     recipe = TuneRecipe(
         TuneConfig.model_validate(payload["tune"]), payload["base_dir"], payload["checkpoint_root"],
-        payload["train_records"], payload["val_records"],
+        payload["train_records"], payload["val_records"], PrecisionConfig.model_validate(payload.get("precision") or {}),
     )
     recipe.setup()
     recipe.train()
 
 
 def launch(tune: TuneConfig, ray_cfg: RayConfig, base_dir: Path, checkpoint_root: Path,
-           train_records: list[dict], val_records: list[dict], fingerprint: dict) -> dict[str, Any]:
+           train_records: list[dict], val_records: list[dict], fingerprint: dict,
+           precision: PrecisionConfig | None = None) -> dict[str, Any]:
     """Train and return the run summary (see ``TuneRecipe.train``); the best adapter is in
     ``checkpoint_root / "best"``."""
     checkpoint.prepare_root(checkpoint_root, fingerprint, tune.resume)
@@ -43,6 +44,7 @@ def launch(tune: TuneConfig, ray_cfg: RayConfig, base_dir: Path, checkpoint_root
         "checkpoint_root": str(checkpoint_root),
         "train_records": train_records,
         "val_records": val_records,
+        "precision": (precision or PrecisionConfig()).model_dump(mode="json"),
     }
     if tune.num_workers <= 1:
         train_worker(payload)

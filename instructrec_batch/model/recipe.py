@@ -19,12 +19,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..config import TuneConfig
+from ..config import PrecisionConfig, TuneConfig
 from ..progress import Progress
 from . import checkpoint
 from .base import load_causal_lm, load_tokenizer
 from .batching import Encoded, collate, encode_examples, micro_batch_indices
-from .device import autocast, pick_device, use_bf16
+from .device import autocast, choose_precision, model_shapes, pick_device
 from .loss import TuneLoss
 from .validation import validate_ranking
 
@@ -57,8 +57,9 @@ class TuneRecipe:
     the loop and returns the run summary (rank 0) after saving the final checkpoint and best adapter."""
 
     def __init__(self, cfg: TuneConfig, base_dir: str | Path, checkpoint_root: str | Path,
-                 train_records: list[dict], val_records: list[dict]):
+                 train_records: list[dict], val_records: list[dict], precision: PrecisionConfig | None = None):
         self.cfg = cfg
+        self.precision_cfg = precision or PrecisionConfig()
         self.base_dir = Path(base_dir)
         self.root = Path(checkpoint_root)
         self.train_records = train_records
@@ -73,7 +74,11 @@ class TuneRecipe:
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.is_main = self.rank == 0
         self.device = pick_device("cuda" if cfg.use_gpu else "cpu")
-        self.bf16 = use_bf16(cfg.bf16, self.device)
+        # bf16 autocast only where it is measured faster for this model on this device and threads.
+        self.precision = choose_precision(
+            "auto" if cfg.bf16 else "fp32", self.device, *model_shapes(self.base_dir),
+            self.precision_cfg.cache_file, self.precision_cfg.bf16_min_speedup)
+        self.bf16 = self.precision.dtype == "bf16"
         torch.manual_seed(cfg.seed)  # LoRA init must be identical on every rank
 
         self.tokenizer = load_tokenizer(self.base_dir)
@@ -202,6 +207,7 @@ class TuneRecipe:
             "tokens_per_second": run_tokens / elapsed if run_steps else None,
             "peak_rss_mb": peak_rss_mb(),
             "bf16": self.bf16,
+            "precision": self.precision.record(),
             "device": str(self.device),
             "world_size": self.world,
             "n_train_examples": len(self.train_data),

@@ -57,19 +57,20 @@ class ScoringActor:
         """``scoring``: the ScoringConfig as a dict (what travels to Ray workers); ``fusion``: the model
         card's fitted weights or None; ``device``: what the actor reserved (cpu, or cuda with a GPU);
         ``score_key``: how this run reads a prompts row (``incremental.score_key``), stored with the
-        row's fingerprint so that a later run can tell whether the user's rows would come out the same."""
+        row's fingerprint so that a later run can tell whether the user's rows would come out the same.
+        ``scoring.dtype`` arrives decided (the job measures ``auto`` once for all actors)."""
         import torch
 
         sc = ScoringConfig.model_validate(scoring)
         # Match the CPUs Ray reserved for this actor; oversubscribing cores only slows it.
         torch.set_num_threads(max(1, int(sc.num_cpus_per_actor)))
-        self.model, tokenizer, self.dtype = load_scoring_model(model_dir, sc.dtype, device)
+        self.model, tokenizer, self.precision = load_scoring_model(model_dir, sc.dtype, device)
         self.preparer = RowPreparer(tokenizer, sc.scorer, sc.max_input_tokens, sc.max_title_tokens)
         self.constants = {"run_date": run_date, "model_name": model_name, "model_version": model_version, "scorer": sc.scorer}
         self.batch_tokens, self.length_normalize, self.k = sc.batch_tokens, sc.length_normalize, sc.top_k
         self.fusion = FusionParams.from_card(fusion)
         self.score_key = score_key
-        log.info("scoring actor ready: %s, scorer=%s, dtype=%s", model_dir, sc.scorer, self.dtype)
+        log.info("scoring actor ready: %s, scorer=%s, dtype=%s", model_dir, sc.scorer, self.precision.dtype)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         results = score_records(batch.to_pylist(), self.model, self.preparer, self.batch_tokens, self.length_normalize)

@@ -70,6 +70,8 @@ def run(
     files = lake.files("prompts", {"run_date": run_date})
     if not files:
         raise StageOrderError(f"no prompts for run_date {run_date} in {lake.path('prompts')}: run build_prompts first")
+    precision = _resolve_precision(cfg, model_dir)
+    sc = sc.model_copy(update={"dtype": precision["dtype"]})  # every actor uses the one measured choice
     key = score_key(model_name, model_version, sc, fusion)
     plan = plan_reuse(lake, run_date, reuse_from, key)
     log.info("score %s: %d users, %d unchanged since %s (copied), %d to score", run_date, plan.users,
@@ -105,6 +107,7 @@ def run(
         "model_name": model_name,
         "model_version": model_version,
         "fusion": fusion,
+        "precision": precision,
         "reused_from": plan.source_date,
         "users": counts["users"],
         "users_reused": len(plan.reused),
@@ -124,6 +127,33 @@ def run(
     }
     log.info("scoring summary: %s", summary)
     return summary
+
+
+def _resolve_precision(cfg: Config, model_dir: str) -> dict:
+    """The scoring dtype (``model/device.py``): explicit, or for ``auto`` measured by a Ray task that
+    holds what one scoring actor holds (its CPUs, its GPU), so the matmuls are timed on the threads
+    and device the actors will have. Cached per host, so this is a lookup after the first night."""
+    from ..model.device import PrecisionChoice
+
+    sc, pc_cfg = cfg.scoring, cfg.precision
+    if sc.dtype != "auto":
+        return PrecisionChoice(sc.dtype, "explicit").record()
+    import ray
+
+    def probe() -> dict:
+        import torch
+
+        from ..model.device import choose_precision, model_shapes
+
+        torch.set_num_threads(max(1, int(sc.num_cpus_per_actor)))
+        device = "cuda" if sc.num_gpus_per_actor > 0 else "cpu"
+        return choose_precision("auto", device, *model_shapes(model_dir), pc_cfg.cache_file,
+                                pc_cfg.bf16_min_speedup).record()
+
+    task = ray.remote(probe).options(num_cpus=sc.num_cpus_per_actor, num_gpus=sc.num_gpus_per_actor or None)
+    choice = ray.get(task.remote())
+    log.info("scoring precision: %s", choice)
+    return choice
 
 
 def _prompts_dataset(files: list[str], plan: ReusePlan, block_rows: int):

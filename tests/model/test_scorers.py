@@ -12,7 +12,6 @@ import torch
 from instructrec_batch.model.base import load_causal_lm, load_tokenizer
 from instructrec_batch.model.frame import score_frame, top_k
 from instructrec_batch.model.token_batches import token_batches
-from instructrec_batch.model.device import resolve_dtype
 from instructrec_batch.model.frame import score_records
 from instructrec_batch.model.rows import MalformedRow, RowPreparer
 
@@ -125,8 +124,3 @@ def test_top_k_ranks_and_breaks_ties_by_item_id():
     assert best[best.user_id == "a"]["rank"].tolist() == [1, 2, 3]
     assert best[best.user_id == "b"].item_id.tolist() == ["q", "p"]  # fewer than k: all of them
 
-
-def test_dtype_auto_follows_the_hardware():
-    assert resolve_dtype("auto", "cuda") == "bf16"
-    assert resolve_dtype("fp32", "cuda") == "fp32"
-    assert resolve_dtype("auto", "cpu") in ("bf16", "fp32")
