@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from transformers import AutoTokenizer
@@ -75,7 +76,7 @@ def build_prompts(tokenizer, titles, sequences, n_users: int, seed: int, min_tok
             {
                 "user_id": f"g{u}", "template_id": "bench-rerank", "prompt": prompt, "candidate_item_ids": cands,
                 "candidate_letters": LETTERS, "candidate_titles": [titles[c] for c in cands], "n_prompt_tokens": n,
-                "n_history_items": len(history) - start, "is_fallback": False,
+                "n_history_items": len(history) - start, "is_fallback": False, "target_item_id": target,
             }
         )
     return pd.DataFrame(rows)
@@ -131,12 +132,23 @@ def load_model(model_dir: Path, dtype: str, device: str, random_weights: bool):
     return model.to(device).eval()
 
 
-def time_scorer(model, tokenizer, frame, scorer, batch_tokens) -> float:
+def time_scorer(model, tokenizer, frame, scorer, batch_tokens) -> tuple[float, pd.DataFrame]:
+    """(seconds, the scores) of one scorer over the frame's users, after a one-user warm-up."""
     sc = ScoringConfig(batch_tokens=batch_tokens)
     score_frame(frame.head(1), model, tokenizer, sc, scorer)  # warm-up
     started = time.perf_counter()
-    score_frame(frame, model, tokenizer, sc, scorer)
-    return time.perf_counter() - started
+    scored = score_frame(frame, model, tokenizer, sc, scorer, chunk_users=len(frame))
+    return time.perf_counter() - started, scored
+
+
+def ndcg_at_10(frame: pd.DataFrame, scored: pd.DataFrame) -> np.ndarray:
+    """Per-user NDCG@10 of the held-out item (the evaluation's metric code), users in frame order."""
+    from instructrec_batch.metrics import per_user_ndcg
+
+    wide = scored.assign(col=scored.groupby("user_id").cumcount()).pivot(index="user_id", columns="col", values="score")
+    wide = wide.loc[frame.user_id]
+    target = np.array([list(c).index(t) for c, t in zip(frame.candidate_item_ids, frame.target_item_id)])
+    return per_user_ndcg(wide.to_numpy(), target, k=10)
 
 
 # ── the whole job ────────────────────────────────────────────────────────────────────────────────
@@ -175,6 +187,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--model-dir", default=None, help="HF folder (default: the bundled SmolLM2)")
     ap.add_argument("--random-weights", action="store_true", help="timing only: untrained weights of the same shape")
+    ap.add_argument("--ndcg-tolerance", type=float, default=0.01, help="largest bf16 - fp32 NDCG@10 called the same")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -195,7 +208,7 @@ def main() -> None:
 
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
     print(f"device {args.device}{' (random weights: timings only)' if args.random_weights else ''}")
-    results = []
+    results, ndcg = [], {}
     for dtype in args.dtypes.split(","):
         model = load_model(model_dir, dtype, args.device, args.random_weights)
         cfg_m = model.config
@@ -204,7 +217,9 @@ def main() -> None:
         for scorer in ("naive", "likelihood", "verbalizer"):
             subset = users.head(args.naive_users) if scorer == "naive" else users
             peak = matmul_peak(dtypes[dtype], args.device)
-            seconds = time_scorer(model, tokenizer, subset, scorer, args.batch_tokens)
+            seconds, scored = time_scorer(model, tokenizer, subset, scorer, args.batch_tokens)
+            if scorer != "naive":
+                ndcg[(dtype, scorer)] = ndcg_at_10(subset, scored)
             body, head = forward_costs(subset, tokenizer, scorer, ScoringConfig().max_title_tokens)
             # Matmul FLOPs: 2 x non-embedding params per body token + 2 x vocab x hidden per projected
             # position (attention's quadratic term left out: ~15% more at 500 tokens).
@@ -233,6 +248,21 @@ def main() -> None:
     if {"fp32", "bf16"} <= set(args.dtypes.split(",")):
         for scorer in ("naive", "likelihood", "verbalizer"):
             print(f"  {scorer}: bf16 / fp32 = {ups[('bf16', scorer)] / ups[('fp32', scorer)]:.2f}x")
+    if {"fp32", "bf16"} <= set(args.dtypes.split(",")):
+        # Ranking must not change in substance with the dtype: the same users' NDCG@10, paired.
+        print(f"\nranking agreement on {len(users)} users (NDCG@10 of the held-out item, tolerance {args.ndcg_tolerance}):")
+        for scorer in ("likelihood", "verbalizer"):
+            fp32, bf16 = ndcg[("fp32", scorer)], ndcg[("bf16", scorer)]
+            diff = bf16.mean() - fp32.mean()
+            verdict = "same" if abs(diff) <= args.ndcg_tolerance else "DIFFERENT"
+            print(f"  {scorer}: fp32 {fp32.mean():.4f}, bf16 {bf16.mean():.4f}, bf16 - fp32 {diff:+.4f} ({verdict}); "
+                  f"users with equal NDCG@10 {np.mean(np.isclose(fp32, bf16)):.0%}")
+    if args.device == "cpu":
+        from instructrec_batch.model.device import choose_precision, model_shapes
+
+        choice = choose_precision("auto", "cpu", *model_shapes(model_dir), None, 1.2)
+        print(f"\ndtype auto on this host, {args.threads} threads: {choice.dtype} (matmul of the model's shapes: "
+              f"fp32 {choice.fp32_ms:.2f} ms, bf16 {choice.bf16_ms:.2f} ms; bf16 needs >= 1.2x)")
     if args.pipeline_users and args.device == "cpu":
         summary = pipeline_users_per_s(frame.head(args.pipeline_users), model_dir, args.threads, args.batch_tokens)
         print(f"\nscoring job (Ray Data, 1 actor x {args.threads} CPUs, default scorer and dtype): "

@@ -31,10 +31,10 @@ log = logging.getLogger(__name__)
 # irrelevant (the safe direction: an unneeded rerun, never a stale skip).
 NEVER_READ = ("lake", "spark", "ray", "logging", "tune", "evaluation")
 NOT_READ_BY = {
-    "ingest": ("retrieval", "instructions", "model", "scoring", "nightly"),
-    "candidates": ("ingest", "instructions", "model", "scoring"),
+    "ingest": ("retrieval", "instructions", "model", "scoring", "nightly", "precision"),
+    "candidates": ("ingest", "instructions", "model", "scoring", "precision"),
     # prompts: scoring.scorer decides the prompt form (matching or reranking), so scoring is covered.
-    "prompts": ("ingest",),
+    "prompts": ("ingest", "precision"),
     "score": ("ingest", "retrieval", "instructions"),
 }
 # What each stage reads from the lake (versions recorded; resume requires them unchanged).

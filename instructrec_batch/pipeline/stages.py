@@ -57,6 +57,8 @@ def served_users(candidates: DataFrame, cfg: Config) -> DataFrame:
     nightly = cfg.nightly
     if nightly.score_users == "all":
         return candidates
+    log.info("nightly.score_users=sample: prompts and scores for %d seeded users (nightly.sample_users); "
+             "candidates for all", nightly.sample_users)
     chosen = (candidates.select("user_id").distinct()
               .orderBy(F.xxhash64("user_id", F.lit(nightly.sample_seed)), "user_id").limit(nightly.sample_users))
     return candidates.join(chosen, "user_id", "left_semi")
