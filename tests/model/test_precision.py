@@ -65,3 +65,10 @@ def test_a_damaged_cache_is_measured_again(tmp_path):
 
 def test_the_real_timer_runs_the_models_shapes():
     assert device.matmul_ms("fp32", 64, 128, tokens=16, repeats=1) > 0
+
+
+def test_a_burst_of_load_on_one_side_does_not_decide():
+    """fp32 is timed while a neighbour runs (the first round), then quietly: the quiet figures win."""
+    times = iter([24.0, 4.1, 2.6, 4.0, 2.7, 4.2])
+    choice = choose_precision("auto", "cpu", 576, 1536, None, 1.2, timer=lambda *args: next(times))
+    assert (choice.dtype, choice.fp32_ms, choice.bf16_ms) == ("fp32", 2.6, 4.0)
