@@ -104,14 +104,22 @@ def latest_runs(lake: Lake, run_date: str, stage: str) -> list[dict]:
 
     table = lake.read_arrow("runs")
     mask = pc.and_(pc.equal(table["run_date"], run_date), pc.equal(table["stage"], stage))
-    rows = table.filter(mask).to_pylist()
+    return _newest_last(table.filter(mask).to_pylist())
+
+
+def _newest_last(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["started_at"], r["ended_at"] is not None, r["ended_at"] or r["started_at"]))
+
+
+def _last_finished(rows: list[dict]) -> dict | None:
+    """The newest succeeded/failed row of one (date, stage)'s rows."""
+    finished = [r for r in _newest_last(rows) if r["status"] in ("succeeded", "failed")]
+    return finished[-1] if finished else None
 
 
 def last_outcome(lake: Lake, run_date: str, stage: str) -> dict | None:
     """The newest finished (succeeded/failed) record of a stage for a date."""
-    finished = [r for r in latest_runs(lake, run_date, stage) if r["status"] in ("succeeded", "failed")]
-    return finished[-1] if finished else None
+    return _last_finished(latest_runs(lake, run_date, stage))
 
 
 def last_succeeded_date(lake: Lake, stage: str, on_or_before: str) -> str | None:
@@ -123,9 +131,11 @@ def last_succeeded_date(lake: Lake, stage: str, on_or_before: str) -> str | None
 
     table = lake.read_arrow("runs", columns=["run_date", "stage", "status", "started_at", "ended_at"])
     table = table.filter(pc.and_(pc.equal(table["stage"], stage), pc.less_equal(table["run_date"], on_or_before)))
-    dates = sorted(set(table["run_date"].to_pylist()), reverse=True)
-    for run_date in dates:
-        outcome = last_outcome(lake, run_date, stage)
+    by_date: dict[str, list[dict]] = {}
+    for row in table.to_pylist():  # one read of the table, not one per date
+        by_date.setdefault(row["run_date"], []).append(row)
+    for run_date in sorted(by_date, reverse=True):
+        outcome = _last_finished(by_date[run_date])
         if outcome is not None and outcome["status"] == "succeeded":
             return run_date
     return None
