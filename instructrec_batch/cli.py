@@ -29,7 +29,7 @@ ConfOpt = Annotated[Optional[list[Path]], typer.Option("--conf", help="YAML laye
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="override, e.g. --set scoring.top_k=5 (repeatable)")]
 DateOpt = Annotated[Optional[str], typer.Option("--run-date", help="YYYY-MM-DD (default: today)")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="skip stages that already succeeded for this date with the same inputs and config")]
-FullOpt = Annotated[bool, typer.Option("--full", help="score every user, copying no rows from the last scored date (same as --set scoring.reuse_unchanged=false)")]
+FullOpt = Annotated[bool, typer.Option("--full", help="recompute every candidate list and score every user, copying nothing from earlier dates (same as --set scoring.reuse_unchanged=false --set retrieval.reuse_days=0)")]
 
 
 def _config(conf: list[Path] | None, overrides: list[str] | None) -> Config:
@@ -91,7 +91,7 @@ def nightly(conf: ConfOpt = None, set_: SetOpt = None, run_date: DateOpt = None,
 
 
 def _with_full(overrides: list[str] | None, full: bool) -> list[str] | None:
-    return [*(overrides or []), "scoring.reuse_unchanged=false"] if full else overrides
+    return [*(overrides or []), "scoring.reuse_unchanged=false", "retrieval.reuse_days=0"] if full else overrides
 
 
 @app.command()

@@ -148,6 +148,10 @@ class RetrievalConfig(Section):
     merge_depth: Positive = 50
     merge_k: PositiveFloat = 20.0
     merge_cooccurrence_weight: NonNegativeFloat = 0.5
+    # The candidates stage keeps a user's list from the last successful date while the user's
+    # interactions and these settings are unchanged, serving it on at most this many nights counting
+    # the one it was computed on (retrieval/reuse.py); 0 recomputes every list every night (`--full`).
+    reuse_days: NonNegative = 7
     sequential: SequentialRetrieverConfig = SequentialRetrieverConfig()
 
 

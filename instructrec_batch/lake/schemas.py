@@ -82,6 +82,10 @@ CANDIDATES = TableSpec(
             ("cooccurrence_score", pa.float64()),
             ("sequential_rank", pa.int32()),
             ("sequential_score", pa.float64()),
+            # A hash of the user's interactions and the retrieval settings, and the date the list was
+            # computed: a later date keeps the list while the hash matches (retrieval/reuse.py).
+            ("retrieval_fingerprint", pa.int64()),
+            ("retrieved_date", pa.string()),
         ]
     ),
     required=("run_date", "user_id", "item_id", "retrieval_rank"),

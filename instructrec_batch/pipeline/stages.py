@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -94,6 +95,7 @@ def check_quarantine_gate(cfg: Config, totals: dict[str, int], bad: dict[str, in
 
 def stage_candidates(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun) -> None:
     from ..retrieval import build_candidates, retriever_for
+    from ..retrieval.reuse import history_fingerprints, retrieval_key
 
     raw = {k: lake.read(k) for k in ("items", "interactions", "intents")}
     totals = {k: f.count() for k, f in raw.items()}
@@ -112,11 +114,39 @@ def stage_candidates(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun
     retriever = retriever_for(cfg.retrieval, cfg.model.registry_dir)
     if retriever is not None:
         run.model_version = f"{retriever.name}/{retriever.version}"
-    candidates = build_candidates(checked.interactions, users, cfg.retrieval, retriever).withColumn(
-        "run_date", F.lit(run.run_date))
+    fingerprints = history_fingerprints(checked.interactions, users, retrieval_key(cfg.retrieval, run.model_version))
+    kept, kept_users = _kept_candidates(lake, cfg, run.run_date, fingerprints, checked.items)
+    fresh_users = users if kept_users is None else users.join(kept_users, "user_id", "left_anti")
+    fresh = (build_candidates(checked.interactions, fresh_users, cfg.retrieval, retriever)
+             .join(fingerprints, "user_id").withColumn("retrieved_date", F.lit(run.run_date)))
+    candidates = (fresh if kept is None else fresh.unionByName(kept)).withColumn("run_date", F.lit(run.run_date))
     lake.replace_partition(candidates, "candidates", {"run_date": run.run_date})
     written = lake.read("candidates", {"run_date": run.run_date})
-    run.row_counts = {"users": n_users, "candidates": written.count(), **{f"input_{k}": v for k, v in totals.items()}}
+    n_kept = 0 if kept_users is None else kept_users.count()
+    run.row_counts = {"users": n_users, "users_retrieved": n_users - n_kept, "users_kept": n_kept,
+                      "candidates": written.count(), **{f"input_{k}": v for k, v in totals.items()}}
+    if kept_users is not None:
+        kept_users.unpersist()
+
+
+def _kept_candidates(lake: Lake, cfg: Config, run_date: str, fingerprints: DataFrame,
+                     items: DataFrame) -> tuple[DataFrame | None, DataFrame | None]:
+    """(rows, users) of the lists kept from the last earlier date whose candidates stage succeeded
+    (retrieval/reuse.py); (None, None) when there is none or ``retrieval.reuse_days`` is 0."""
+    from ..retrieval.reuse import users_to_keep
+
+    if not cfg.retrieval.reuse_days:
+        return None, None
+    day_before = (date.fromisoformat(run_date) - timedelta(days=1)).isoformat()
+    source = last_succeeded_date(lake, "candidates", day_before)
+    if source is None:
+        return None, None
+    previous = lake.read("candidates", {"run_date": source}).drop("run_date")
+    kept_users = users_to_keep(previous, fingerprints, items, run_date, cfg.retrieval.reuse_days).cache()
+    log.info("candidates: keeping %d users' lists from %s (interactions and retrieval settings unchanged, "
+             "computed within retrieval.reuse_days=%d); retrieving the others", kept_users.count(), source,
+             cfg.retrieval.reuse_days)
+    return previous.join(kept_users, "user_id", "left_semi"), kept_users
 
 
 def stage_prompts(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun) -> None:

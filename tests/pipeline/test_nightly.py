@@ -145,7 +145,18 @@ def test_next_night_scores_only_the_users_whose_inputs_changed(small_lake, spark
     lake.write_arrow(pa.Table.from_pylist([bought], schema=INTERACTIONS.schema), "interactions", mode="append")
 
     summary = run_nightly(cfg, D2, spark=spark)
+    cands = {d: lake.read_arrow("candidates", {"run_date": d}).to_pandas().drop(columns="run_date")
+             .sort_values(["user_id", "retrieval_rank"]).reset_index(drop=True) for d in (D1, D2)}
+    retrieved = cands[D2].groupby("user_id")["retrieved_date"].first()
+    assert retrieved[buyer["user_id"]] == D2, "the user with a new interaction gets a fresh list"
+    assert (retrieved.drop(buyer["user_id"]) == D1).all(), "idle users keep the list computed on D1"
+    idle = cands[D2]["user_id"] != buyer["user_id"]
+    assert cands[D2][idle].reset_index(drop=True).equals(cands[D1][cands[D1]["user_id"] != buyer["user_id"]]
+                                                         .reset_index(drop=True))
+    candidates_run = [r for r in latest_runs(lake, D2, "candidates") if r["status"] == "succeeded"][-1]
+    assert json.loads(candidates_run["row_counts"])["users_retrieved"] == 1
     assert summary["reused_from"] == D1 and summary["users"] == len(prompts)
+    assert summary["users_scored"] == 1, "only the buyer's prompt changed"
     assert 0 < summary["users_scored"] < summary["users"] and summary["users_reused"] > 0
     day1, day2 = ({(r["user_id"], r["rank"]): r for r in lake.read_arrow("recommendations", {"run_date": d}).to_pylist()}
                   for d in (D1, D2))
