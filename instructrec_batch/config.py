@@ -163,6 +163,9 @@ class InstructionsConfig(Section):
     max_history_items: Positive = 20
     max_field_chars: Positive = 400  # per untrusted text field inside a prompt
     explicit_preference: bool = True
+    # A user with intents but no interactions gets an intention-only (P0) prompt over the popularity
+    # candidates and is ranked by the model (`cold_start` rows); false: the popularity order as is.
+    cold_start_prompts: bool = True
     max_title_chars: Positive = 100  # a title inside a prompt (history or candidate); keeps 20 candidates affordable
     max_intents: NonNegative = 2  # most recent logged intents shown (inference)
     max_review_snippets: NonNegative = 2  # liked / disliked review sentences in the explicit preference

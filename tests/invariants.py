@@ -2,7 +2,8 @@
 
 - every recommended item is one of that user's candidates and not already in the user's history;
 - ranks are 1..K without gaps (K = min(top_k, the user's candidates));
-- one row per (run_date, user_id, rank) in the whole table, not only in the partition read.
+- one row per (run_date, user_id, rank) in the whole table, not only in the partition read;
+- every row says why: a reason_item_id from that user's history, or none and a reason saying so.
 """
 
 from __future__ import annotations
@@ -50,3 +51,9 @@ def assert_invariants(lake, run_date, k):
         assert set(items) <= set(prompts[user]["candidate_item_ids"]), f"user {user}: item not in the prompt's candidates"
         assert set(items) <= candidates.get(user, set()), f"user {user}: item not in the candidates table"
         assert not set(items) & seen.get(user, set()), f"user {user}: recommended an item from their history"
+        for r in user_rows:
+            assert r["reason"], f"user {user}: a row without a reason"
+            if r["reason_item_id"] is None:
+                assert not r["reason"].startswith("because you bought"), f"user {user}: {r['reason']!r} names no item"
+            else:
+                assert r["reason_item_id"] in seen.get(user, set()), f"user {user}: reason item not in the history"

@@ -51,6 +51,24 @@ def candidate_block(letters: list[str], titles: list[str], max_chars: int) -> st
     return "\n".join(candidate_line(letter, t, max_chars) for letter, t in zip(letters, titles))
 
 
+# Why a candidate without a history item behind it was offered, by the source that offered it first.
+SOURCE_REASONS = {
+    "sequential": "fits the sequence of your recent items",
+    "als": "liked by customers with a history like yours",
+    "popularity": "popular with other customers",
+}
+NO_REASON = "no reason recorded"
+
+
+def reason_text(source: str | None, reason_title: str | None, max_chars: int) -> str:
+    """A recommendation's reason in plain words: the history item behind it (its title cleaned as in a
+    prompt: never raw text), else what its source means, else NO_REASON."""
+    title = clean_value(reason_title, max_chars)
+    if title:
+        return f"because you bought {title}"
+    return SOURCE_REASONS.get((source or "").split("+")[0], NO_REASON)
+
+
 def intention_text(queries: list[str], max_chars: int) -> str:
     return "; ".join(field(q, max_chars) for q in queries)
 

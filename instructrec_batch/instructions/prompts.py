@@ -41,8 +41,13 @@ def shuffled_order(n: int, seed: int, user_id: str) -> list[int]:
     return order
 
 
-def choose_template(library: TemplateLibrary, chosen: Template, has_preference: bool, has_intent: bool) -> Template:
-    """The chosen template, or the same phrasing with the parts this user lacks left out."""
+def choose_template(library: TemplateLibrary, chosen: Template, has_preference: bool, has_intent: bool,
+                    has_history: bool = True) -> Template:
+    """The chosen template, or the same phrasing with the parts this user lacks left out. A user with
+    no history (the caller checked they have an intent) gets the stated need alone: P0, a query (I2)
+    unless the chosen template asks for a vague need."""
+    if not has_history:
+        return library.closest(chosen, "P0", "I1" if chosen.intention == "I1" else "I2")
     preference = chosen.preference if (chosen.preference != "P2" or has_preference) else "P1"
     intention = chosen.intention if has_intent else "I0"
     if preference == "P0" and intention == "I0":
@@ -62,12 +67,18 @@ def render_user(
     ranks, popularity = fields.as_list(row.cand_ranks), fields.as_list(row.cand_popularity)
     history = fields.as_list(row.history_titles)
     clean_titles = [fields.clean_value(t, cfg.max_title_chars) or "" for t in titles]
-    if not history:  # no history: nothing to ask the model; popularity order as is
+    reason_ids = fields.as_list(row.cand_reason_ids) or [None] * len(ids)
+    reasons = [fields.reason_text(src, title, cfg.max_title_chars) for src, title in
+               zip(fields.as_list(row.cand_sources) or [None] * len(ids), fields.as_list(row.cand_reason_titles) or [None] * len(ids))]
+    intents = fields.as_list(row.intents)
+    cold_start = not history and bool(intents) and cfg.cold_start_prompts
+    if not history and not cold_start:  # nothing to ask the model about: popularity order as is
         return dict(
             user_id=row.user_id, template_id=None, prompt=None, candidate_item_ids=ids,
             candidate_letters=list(LETTERS[: len(ids)]), candidate_titles=clean_titles,
             candidate_retrieval_ranks=ranks, candidate_popularity=popularity,
-            n_prompt_tokens=None, n_history_items=0, is_fallback=True,
+            candidate_reason_item_ids=reason_ids, candidate_reasons=reasons,
+            n_prompt_tokens=None, n_history_items=0, is_fallback=True, cold_start=False,
         )
     order = shuffled_order(len(ids), cfg.seed, row.user_id)
     letters = list(LETTERS[: len(ids)])
@@ -76,8 +87,7 @@ def render_user(
         categories=fields.as_list(row.fav_category), brands=fields.as_list(row.fav_brand),
     )
     preference = fields.preference_text(**prefs, max_chars=cfg.max_field_chars) if row.has_reviews else ""
-    intents = fields.as_list(row.intents)
-    tpl = choose_template(library, chosen, bool(preference) and cfg.explicit_preference, bool(intents))
+    tpl = choose_template(library, chosen, bool(preference) and cfg.explicit_preference, bool(intents), bool(history))
     values = dict(
         preference=preference,
         intention=fields.intention_text(intents, cfg.max_field_chars),
@@ -93,8 +103,9 @@ def render_user(
         candidate_item_ids=[ids[i] for i in order], candidate_letters=letters,
         candidate_titles=[clean_titles[i] for i in order],
         candidate_retrieval_ranks=[ranks[i] for i in order], candidate_popularity=[popularity[i] for i in order],
+        candidate_reason_item_ids=[reason_ids[i] for i in order], candidate_reasons=[reasons[i] for i in order],
         n_prompt_tokens=n_tokens,
-        n_history_items=n_kept if "history" in tpl.placeholders else 0, is_fallback=False,
+        n_history_items=n_kept if "history" in tpl.placeholders else 0, is_fallback=False, cold_start=cold_start,
     )
 
 
@@ -103,14 +114,20 @@ def assemble_users(interactions, items, candidates, intents, cfg: InstructionsCo
     """One row per candidate user with everything a prompt needs, as arrays (Spark does the joins).
     ``popularity`` (item_id, pop_score) defaults to the share of ``interactions``' users per item."""
     popularity = item_popularity(interactions) if popularity is None else popularity
-    cands = titled(candidates.select("user_id", "item_id", "retrieval_rank"), items).join(
+    for c in ("source", "reason_item_id"):  # candidates built outside the retrieval stage (evaluation)
+        if c not in candidates.columns:
+            candidates = candidates.withColumn(c, F.lit(None).cast("string"))
+    reason_titles = items.select(F.col("item_id").alias("reason_item_id"), F.col("title").alias("reason_title"))
+    cands = titled(candidates.select("user_id", "item_id", "retrieval_rank", "source", "reason_item_id"), items).join(
         popularity.select("item_id", "pop_score"), "item_id", "left"
-    ).fillna(0.0, subset=["pop_score"])
-    per_user = cands.groupBy("user_id").agg(
-        F.sort_array(F.collect_list(F.struct("retrieval_rank", "item_id", "title", "pop_score"))).alias("c")
+    ).fillna(0.0, subset=["pop_score"]).join(reason_titles, "reason_item_id", "left")
+    per_user = cands.groupBy("user_id").agg(F.sort_array(F.collect_list(F.struct(
+        "retrieval_rank", "item_id", "title", "pop_score", "source", "reason_item_id", "reason_title"))).alias("c")
     ).select(
         "user_id", F.col("c.item_id").alias("cand_ids"), F.col("c.title").alias("cand_titles"),
         F.col("c.retrieval_rank").alias("cand_ranks"), F.col("c.pop_score").alias("cand_popularity"),
+        F.col("c.source").alias("cand_sources"), F.col("c.reason_item_id").alias("cand_reason_ids"),
+        F.col("c.reason_title").alias("cand_reason_titles"),
     )
     return with_user_features(per_user, interactions, items, intents, cfg)
 
@@ -121,20 +138,26 @@ MODEL_INPUT_COLUMNS = ("template_id", "prompt", "candidate_item_ids", "candidate
                        "is_fallback")
 # Per-candidate features that score fusion may read (scoring/actor.py, fused_scores).
 FUSION_FEATURE_COLUMNS = ("candidate_retrieval_ranks", "candidate_popularity")
+# Copied into the recommendations rows as they are: a changed reason must not be served from yesterday.
+PASSED_THROUGH_COLUMNS = ("candidate_reason_item_ids", "candidate_reasons", "cold_start")
 
 
 def with_fingerprint(prompts: DataFrame, features: tuple[str, ...] = FUSION_FEATURE_COLUMNS) -> DataFrame:
-    """``fingerprint``: SHA-256 of the model inputs and of the fusion ``features`` the served scores read.
+    """``fingerprint``: a 64-bit hash (xxhash64, hex) of the model inputs and of the fusion ``features``
+    the served scores read.
 
     The features are named by the caller because only it knows the fusion: popularity is the share of
     all users per item and moves a little every night for everyone, so hashing it when its weight is
-    zero would make every user look changed. Column names go into the hash with the values (to_json of
-    a struct), so a fingerprint taken over other features never equals this one."""
+    zero would make every user look changed. Each column's name is hashed before its value, so a
+    fingerprint taken over other features never equals this one. Why xxhash64 and not SHA-256 of the
+    row as JSON: serialising every prompt to JSON cost the prompts stage ~13% (README, "Incremental
+    scoring"); the hash is only compared with the same user's own earlier one, where 64 bits make a
+    false match negligible (2^-64 per user and night)."""
     unknown = set(features) - set(FUSION_FEATURE_COLUMNS)
     if unknown:
         raise ValueError(f"not a fusion feature of the prompts table: {sorted(unknown)}")
-    hashed = F.struct(*[F.col(c) for c in (*MODEL_INPUT_COLUMNS, *features)])
-    return prompts.withColumn("fingerprint", F.sha2(F.to_json(hashed), 256))
+    named = [part for c in (*MODEL_INPUT_COLUMNS, *PASSED_THROUGH_COLUMNS, *features) for part in (F.lit(c), F.col(c))]
+    return prompts.withColumn("fingerprint", F.format_string("%016x", F.xxhash64(*named)))
 
 
 def build_prompts(

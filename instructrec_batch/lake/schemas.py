@@ -82,6 +82,9 @@ CANDIDATES = TableSpec(
             ("cooccurrence_score", pa.float64()),
             ("sequential_rank", pa.int32()),
             ("sequential_score", pa.float64()),
+            # The item of the user's history that most supports the candidate (the co-occurrence seed
+            # that contributed most); null for candidates only the sequence model or popularity offered.
+            ("reason_item_id", pa.string()),
             # A hash of the user's interactions and the retrieval settings, and the date the list was
             # computed: a later date keeps the list while the hash matches (retrieval/reuse.py).
             ("retrieval_fingerprint", pa.int64()),
@@ -107,9 +110,15 @@ PROMPTS = TableSpec(
             # partitions written before fusion existed; they read as nulls and are scored model-only.
             ("candidate_retrieval_ranks", pa.list_(pa.int32())),
             ("candidate_popularity", pa.list_(pa.float64())),
+            # Aligned with candidate_item_ids: why each was offered (retrieval/cooccurrence.py,
+            # instructions/fields.py reason_text); scoring copies the served items' into recommendations.
+            ("candidate_reason_item_ids", pa.list_(pa.string())),
+            ("candidate_reasons", pa.list_(pa.string())),
             ("n_prompt_tokens", pa.int32()),
             ("n_history_items", pa.int32()),
             ("is_fallback", pa.bool_()),
+            # A user with intents and no history, asked with an intention-only (P0) prompt.
+            ("cold_start", pa.bool_()),
             # A hash of everything that decides the user's scores (instructions/prompts.py,
             # with_fingerprint): scoring reuses yesterday's rows of a user whose fingerprint is unchanged.
             ("fingerprint", pa.string()),
@@ -136,6 +145,13 @@ RECOMMENDATIONS = TableSpec(
             # The prompts fingerprint combined with what the scoring run read it with (model version,
             # scorer, fusion, top-K: scoring/incremental.py). Equal fingerprints mean equal rows.
             ("input_fingerprint", pa.string()),
+            # Why the item is recommended: the history item behind it (null when none) and a short
+            # sentence built from it or from the retrieval source ("no reason recorded" when unknown).
+            ("reason_item_id", pa.string()),
+            ("reason", pa.string()),
+            # Ranked by the model from the user's stated need alone (intents, no history); is_fallback
+            # rows (neither) keep the popularity order.
+            ("cold_start", pa.bool_()),
         ]
     ),
     required=("run_date", "user_id", "rank", "item_id"),

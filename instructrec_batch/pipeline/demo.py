@@ -25,7 +25,7 @@ from .nightly import run_nightly
 
 log = logging.getLogger(__name__)
 
-DEMO_QUERY = """SELECT r.user_id, r.rank, i.title, round(r.score, 3) AS score, r.model_version
+DEMO_QUERY = """SELECT r.user_id, r.rank, i.title, round(r.score, 3) AS score, r.reason
 FROM latest_recommendations r JOIN items i ON r.item_id = i.item_id
 WHERE r.rank <= 3 ORDER BY r.user_id, r.rank LIMIT 9"""
 
@@ -73,6 +73,7 @@ def show_users(lake: Lake, run_date: str, n_users: int = 3) -> None:
         print("  recommended:")
         for r in sorted(by_user[user], key=lambda r: r["rank"])[:5]:
             print(f"    {r['rank']:>2}. {short(title.get(r['item_id']))}  (score {r['score']:.3f})")
+            print(f"        {textwrap.shorten(r.get('reason') or '', 66)}")
 
 
 def buy_top_picks(lake: Lake, run_date: str, n_users: int) -> list[str]:

@@ -49,7 +49,8 @@ def _personal(interactions: DataFrame, served: DataFrame, seen: DataFrame, cfg: 
     if cfg.method == "als":
         als = _top_per_user(als_scores(interactions, served, cfg).join(seen, ["user_id", "item_id"], "left_anti"),
                             cfg.n_candidates)
-        return _with_null_features(als.withColumn("source", F.lit("als")), SOURCE_FEATURES)
+        return _with_null_features(als.withColumn("source", F.lit("als")), SOURCE_FEATURES).withColumn(
+            "reason_item_id", F.lit(None).cast("string"))
     ranked: dict[str, DataFrame] = {}
     indexed = sequence_index(interactions)  # one window over the interactions for both sources
     depth = cfg.n_candidates if cfg.method == "cooccurrence" else cfg.merge_depth
@@ -69,13 +70,18 @@ def _personal(interactions: DataFrame, served: DataFrame, seen: DataFrame, cfg: 
         (only,) = ranked
         merged = merged.withColumn("score", F.col(f"{only}_score"))
     absent = [c for c in SOURCE_FEATURES if c.rsplit("_", 1)[0] not in ranked]
+    if "cooccurrence" in ranked:  # the history item behind each co-occurrence candidate
+        merged = merged.join(ranked["cooccurrence"].select("user_id", "item_id", "reason_item_id"),
+                             ["user_id", "item_id"], "left")
+    else:
+        merged = merged.withColumn("reason_item_id", F.lit(None).cast("string"))
     return _top_per_user(_with_null_features(merged, absent), cfg.n_candidates)
 
 
 def build_candidates(interactions: DataFrame, users: DataFrame, cfg: RetrievalConfig,
                      retriever: Retriever | None = None) -> DataFrame:
-    """user_id, item_id, retrieval_rank (1..N), retrieval_score, source and SOURCE_FEATURES for every
-    user in `users`.
+    """user_id, item_id, retrieval_rank (1..N), retrieval_score, source, SOURCE_FEATURES and
+    reason_item_id (the history item behind a co-occurrence candidate, else null) for every user in `users`.
 
     The personal retriever (`retrieval.method`: co-occurrence, the sequential model, both merged by
     reciprocal-rank fusion, or ALS) goes first; popularity fills the rest, so every user gets N items
@@ -92,9 +98,9 @@ def build_candidates(interactions: DataFrame, users: DataFrame, cfg: RetrievalCo
     # union, so at most n popular items can be lost to them: 2n is always enough.
     popular = popular_unseen(served, seen, item_popularity(interactions), 2 * n).withColumn(
         "priority", F.lit(1)
-    ).withColumn("source", F.lit("popularity"))
+    ).withColumn("source", F.lit("popularity")).withColumn("reason_item_id", F.lit(None).cast("string"))
     popular = _with_null_features(popular, SOURCE_FEATURES)
-    cols = ["user_id", "item_id", "score", "rank_in_source", "priority", "source", *SOURCE_FEATURES]
+    cols = ["user_id", "item_id", "score", "rank_in_source", "priority", "source", *SOURCE_FEATURES, "reason_item_id"]
     both = personal.select(*cols).unionByName(popular.select(*cols))
     first = Window.partitionBy("user_id", "item_id").orderBy("priority", "rank_in_source")
     deduped = both.withColumn("k", F.row_number().over(first)).where(F.col("k") == 1)
@@ -109,5 +115,6 @@ def build_candidates(interactions: DataFrame, users: DataFrame, cfg: RetrievalCo
             F.col("score").cast("double").alias("retrieval_score"),
             "source",
             *SOURCE_FEATURES,
+            "reason_item_id",
         )
     )

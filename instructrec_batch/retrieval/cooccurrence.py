@@ -56,7 +56,11 @@ def recent_seeds(indexed: DataFrame, cfg: RetrievalConfig) -> DataFrame:
 
 
 def cooccurrence_scores(indexed: DataFrame, users: DataFrame, cfg: RetrievalConfig) -> DataFrame:
-    """user_id, item_id, score for items following the served users' recent items (seen ones included)."""
+    """user_id, item_id, score for items following the served users' recent items (seen ones included),
+    and reason_item_id: the seed (an item of the user's history) that contributed most to the score."""
     seeds = recent_seeds(indexed.join(users, "user_id", "left_semi"), cfg)
-    scored = seeds.join(transitions(indexed, cfg), "seed_id")
-    return scored.groupBy("user_id", "item_id").agg(F.sum(F.col("recency") * F.col("weight")).alias("score"))
+    scored = seeds.join(transitions(indexed, cfg), "seed_id").withColumn("part", F.col("recency") * F.col("weight"))
+    return scored.groupBy("user_id", "item_id").agg(
+        F.sum("part").alias("score"),
+        # Ties go to the smaller seed id, so reruns name the same item.
+        F.min_by("seed_id", F.struct(-F.round("part", 12), F.col("seed_id"))).alias("reason_item_id"))

@@ -13,6 +13,7 @@ import logging
 import pyarrow as pa
 
 from ..config import ScoringConfig
+from ..instructions.fields import NO_REASON
 from ..lake.schemas import RECOMMENDATIONS
 from ..model.base import load_scoring_model
 from ..model.frame import rank_candidates, score_records
@@ -29,8 +30,7 @@ STAGING_SCHEMA = pa.schema(
         ("kind", pa.string()),  # rec | quarantine
         *RECOMMENDATIONS.schema,
         ("n_input_tokens", pa.int64()),  # the user's prompt tokens, for the run's tokens/s
-        ("reason", pa.string()),
-        ("row_json", pa.string()),
+        ("row_json", pa.string()),  # a quarantine row's input; its `reason` says what was wrong
     ]
 )
 
@@ -47,6 +47,18 @@ def fused_scores(record: dict, model_scores, params: FusionParams | None):
     ranks = np.array([np.nan if r is None else r for r in ranks], dtype=np.float64)
     popularity = np.array([np.nan if p is None else p for p in popularity], dtype=np.float64)
     return fuse(model_scores, ranks, popularity, params)
+
+
+UNKNOWN_REASON = {"reason_item_id": None, "reason": NO_REASON}
+
+
+def candidate_reasons(record: dict) -> dict[str, dict]:
+    """item id -> its reason columns, from a prompts row (rows written before reasons: none)."""
+    ids = record.get("candidate_item_ids") or []
+    reason_ids, reasons = record.get("candidate_reason_item_ids"), record.get("candidate_reasons")
+    if reason_ids is None or reasons is None or not len(reason_ids) == len(reasons) == len(ids):
+        return {}
+    return {item: {"reason_item_id": rid, "reason": text or NO_REASON} for item, rid, text in zip(ids, reason_ids, reasons)}
 
 
 class ScoringActor:
@@ -82,6 +94,7 @@ class ScoringActor:
             row = result.row
             scores = result.scores if row.is_fallback else fused_scores(result.record, result.scores, self.fusion)
             fingerprint = input_fingerprint(result.record.get("fingerprint"), self.score_key)
+            reasons = candidate_reasons(result.record)
             for rank, item_id, score in rank_candidates(row.item_ids, scores, self.k):
                 out.append(
                     {
@@ -93,7 +106,9 @@ class ScoringActor:
                         "score": score,
                         "template_id": row.template_id,
                         "is_fallback": row.is_fallback,
+                        "cold_start": bool(result.record.get("cold_start")),
                         "input_fingerprint": fingerprint,
+                        **reasons.get(item_id, UNKNOWN_REASON),
                         # Fallback users cost no model tokens.
                         "n_input_tokens": row.n_input_tokens if rank == 1 else 0,
                     }

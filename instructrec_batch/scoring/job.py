@@ -43,8 +43,11 @@ PROMPT_COLUMNS = [
     "candidate_titles",
     "candidate_retrieval_ranks",
     "candidate_popularity",
+    "candidate_reason_item_ids",
+    "candidate_reasons",
     "n_prompt_tokens",
     "is_fallback",
+    "cold_start",
     "fingerprint",
 ]
 
@@ -113,6 +116,7 @@ def run(
         "users_reused": len(plan.reused),
         "users_scored": plan.to_score,
         "fallback_users": counts["fallback_users"],
+        "cold_start_users": counts["cold_start_users"],
         "quarantined_rows": counts["quarantined_rows"],
         "recommendation_rows": counts["recommendation_rows"],
         "prompt_tokens": counts["prompt_tokens"],
@@ -219,12 +223,13 @@ def _score_dataset(ds, sc, model_dir: str, run_date: str, model_name: str, model
 
 
 def _counts(staged: pads.Dataset) -> dict:
-    table = staged.to_table(columns=["kind", "user_id", "rank", "is_fallback", "n_input_tokens"])
+    table = staged.to_table(columns=["kind", "user_id", "rank", "is_fallback", "cold_start", "n_input_tokens"])
     recs = table.filter(pc.equal(table["kind"], "rec"))
     firsts = recs.filter(pc.equal(recs["rank"], 1))
     return {
         "users": firsts.num_rows,
         "fallback_users": int(pc.sum(pc.cast(firsts["is_fallback"], pa.int64())).as_py() or 0),
+        "cold_start_users": int(pc.sum(pc.cast(firsts["cold_start"], pa.int64())).as_py() or 0),
         "quarantined_rows": table.num_rows - recs.num_rows,
         "recommendation_rows": recs.num_rows,
         "prompt_tokens": int(pc.sum(recs["n_input_tokens"]).as_py() or 0),

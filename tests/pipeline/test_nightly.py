@@ -181,3 +181,18 @@ def test_a_sample_of_users_is_scored_while_candidates_learn_from_all(small_lake,
     run_spark_stages(cfg, D2, ("candidates", "prompts"), spark=spark)
     assert sorted(lake.read_arrow("prompts", {"run_date": D2})["user_id"].to_pylist()) == sorted(sampled), (
         "the same users every night")
+
+
+def test_a_user_with_only_a_stated_need_is_ranked_by_the_model_and_every_row_says_why(small_lake, spark, ray_local):
+    from instructrec_batch.lake.schemas import INTENTS
+
+    cfg, lake = small_lake
+    seeker = {"user_id": "seeker-1", "text": "a racing game for two players", "event_ts": None}
+    lake.write_arrow(pa.Table.from_pylist([seeker], schema=INTENTS.schema), "intents", mode="append")
+    summary = run_nightly(cfg, D1, spark=spark)
+    assert_invariants(lake, D1, cfg.scoring.top_k)
+    rows = lake.read_arrow("recommendations", {"run_date": D1}).to_pylist()
+    mine = [r for r in rows if r["user_id"] == "seeker-1"]
+    assert mine and all(r["cold_start"] and not r["is_fallback"] for r in mine)
+    assert summary["cold_start_users"] == 1 and not any(r["cold_start"] for r in rows if r["user_id"] != "seeker-1")
+    assert any(r["reason"].startswith("because you bought") for r in rows), "co-occurrence names history items"

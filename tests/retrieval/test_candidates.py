@@ -52,7 +52,8 @@ def test_candidates_exclude_seen_and_fill_n(spark, small, cooc_rows, method):
     interactions, users = small
     if method == "als":
         cands = build_candidates(interactions, users, RetrievalConfig(method="als", n_candidates=4, als_rank=4, als_max_iter=3))
-        assert cands.columns == ["user_id", "item_id", "retrieval_rank", "retrieval_score", "source", *SOURCE_FEATURES]
+        assert cands.columns == ["user_id", "item_id", "retrieval_rank", "retrieval_score", "source", *SOURCE_FEATURES,
+                                 "reason_item_id"]
         rows = cands.collect()
     else:
         rows = cooc_rows
@@ -75,6 +76,17 @@ def test_cooccurrence_ranks_followers_first(cooc_rows):
     assert u4[1].item_id == "i3" and u4[1].source == "cooccurrence"
     assert u4[2].item_id == "i4"
     assert u4[1].retrieval_score >= u4[2].retrieval_score
+
+
+def test_a_cooccurrence_candidate_names_the_history_item_behind_it(cooc_rows):
+    u4 = {r.retrieval_rank: r for r in cooc_rows if r.user_id == "u4"}
+    # i3 follows u4's latest item i2 directly, and its earlier i1 two steps later: i2 weighs most.
+    assert u4[1].reason_item_id == "i2"
+    for r in cooc_rows:
+        if r.source == "popularity":
+            assert r.reason_item_id is None
+        else:
+            assert r.reason_item_id in SEQUENCES[r.user_id], r
 
 
 def test_deterministic(small, cooc_rows):
