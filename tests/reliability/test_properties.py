@@ -97,6 +97,9 @@ def _user_row(user_id, history, titles, liked, intents):
     return SimpleNamespace(
         user_id=user_id, cand_ids=[f"item{i}" for i in range(len(titles))], cand_titles=titles,
         cand_ranks=list(range(1, len(titles) + 1)), cand_popularity=[0.0] * len(titles),
+        # Each candidate's reason names a (hostile) history title.
+        cand_sources=["cooccurrence"] * len(titles), cand_reason_ids=[f"h{i}" for i in range(len(titles))],
+        cand_reason_titles=[history[i % len(history)] for i in range(len(titles))],
         history_titles=history, liked=liked, disliked=[], fav_category=["Video Games"], fav_brand=[],
         has_reviews=bool(liked), intents=intents,
     )
@@ -144,6 +147,10 @@ def test_any_text_in_budget_respected_fields_delimited_candidates_intact(
     if listed:
         assert [title for _, title in candidate_lines] == out["candidate_titles"]
     assert sorted(out["candidate_item_ids"]) == sorted(row.cand_ids)
+
+    # A reason is one cleaned line: no delimiter, no control character, whatever the title held.
+    for reason in out["candidate_reasons"]:
+        assert reason and "<" not in reason and ">" not in reason and not any(ord(ch) < 32 for ch in reason)
 
 
 # ── top-K selection ───────────────────────────────────────────────────────────────────────────
