@@ -70,11 +70,6 @@ def _personal(interactions: DataFrame, served: DataFrame, seen: DataFrame, cfg: 
         (only,) = ranked
         merged = merged.withColumn("score", F.col(f"{only}_score"))
     absent = [c for c in SOURCE_FEATURES if c.rsplit("_", 1)[0] not in ranked]
-    if "cooccurrence" in ranked:  # the history item behind each co-occurrence candidate
-        merged = merged.join(ranked["cooccurrence"].select("user_id", "item_id", "reason_item_id"),
-                             ["user_id", "item_id"], "left")
-    else:
-        merged = merged.withColumn("reason_item_id", F.lit(None).cast("string"))
     return _top_per_user(_with_null_features(merged, absent), cfg.n_candidates)
 
 

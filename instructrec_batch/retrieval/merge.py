@@ -15,11 +15,14 @@ def reciprocal_rank_fusion(ranked: dict[str, DataFrame], k: float, weights: dict
     """user_id, item_id, score, source ('a+b': every source that offered the item, in the order of
     `ranked`), and <source>_rank / <source>_score for each source (null where it did not offer it).
 
-    Each frame in `ranked`: user_id, item_id, score, rank_in_source."""
+    Each frame in `ranked`: user_id, item_id, score, rank_in_source, and optionally reason_item_id (the
+    history item behind the candidate), which the result keeps (null where no source named one)."""
     names = list(ranked)
     tagged = None
     for name, frame in ranked.items():
-        part = frame.select("user_id", "item_id", "score", "rank_in_source", F.lit(name).alias("from"))
+        reason = F.col("reason_item_id") if "reason_item_id" in frame.columns else F.lit(None).cast("string")
+        part = frame.select("user_id", "item_id", "score", "rank_in_source", F.lit(name).alias("from"),
+                            reason.alias("reason_item_id"))
         tagged = part if tagged is None else tagged.unionByName(part)
     weight = F.create_map(*[x for n in names for x in (F.lit(n), F.lit(float(weights.get(n, 1.0))))])
     contribution = weight[F.col("from")] / (F.lit(float(k)) + F.col("rank_in_source"))
@@ -28,6 +31,8 @@ def reciprocal_rank_fusion(ranked: dict[str, DataFrame], k: float, weights: dict
         mine = F.col("from") == n
         per_source += [F.max(F.when(mine, F.col("rank_in_source"))).cast("int").alias(f"{n}_rank"),
                        F.max(F.when(mine, F.col("score"))).cast("double").alias(f"{n}_score")]
-    merged = tagged.groupBy("user_id", "item_id").agg(F.sum(contribution).alias("score"), *per_source)
+    # Carried through the one aggregation (a join back to the source frame doubled the stage's time).
+    merged = tagged.groupBy("user_id", "item_id").agg(F.sum(contribution).alias("score"), *per_source,
+                                                      F.max("reason_item_id").alias("reason_item_id"))
     origins = F.concat_ws("+", *[F.when(F.col(f"{n}_rank").isNotNull(), F.lit(n)) for n in names])
     return merged.withColumn("source", origins)
