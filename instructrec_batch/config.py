@@ -19,6 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .errors import InstructRecError
 
 
+def stable_hash(value: Any, length: int) -> str:
+    """The first ``length`` hex digits of SHA-256 over ``value`` as sorted-key JSON: the same in every
+    process and run (config hashes, scoring and retrieval keys)."""
+    blob = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
 class ConfigError(InstructRecError, ValueError):
     """A configuration file or override is wrong; the message names the key."""
 
@@ -343,8 +350,7 @@ class Config(Section):
 
     def hash(self) -> str:
         """Stable short hash of the effective config, recorded with every run."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return stable_hash(self.model_dump(mode="json"), 12)
 
     def resolve(self, path: str) -> Path:
         """A config path made absolute: `~` expanded, relative paths taken from the working directory."""

@@ -67,9 +67,12 @@ def render_user(
     ranks, popularity = fields.as_list(row.cand_ranks), fields.as_list(row.cand_popularity)
     history = fields.as_list(row.history_titles)
     clean_titles = [fields.clean_value(t, cfg.max_title_chars) or "" for t in titles]
-    reason_ids = fields.as_list(row.cand_reason_ids) or [None] * len(ids)
-    reasons = [fields.reason_text(src, title, cfg.max_title_chars) for src, title in
-               zip(fields.as_list(row.cand_sources) or [None] * len(ids), fields.as_list(row.cand_reason_titles) or [None] * len(ids))]
+    def aligned(value) -> list:  # a per-candidate list, or Nones where the frame had none
+        return fields.as_list(value) or [None] * len(ids)
+
+    reason_ids = aligned(row.cand_reason_ids)
+    reasons = [fields.reason_text(src, title, cfg.max_title_chars)
+               for src, title in zip(aligned(row.cand_sources), aligned(row.cand_reason_titles))]
     intents = fields.as_list(row.intents)
     cold_start = not history and bool(intents) and cfg.cold_start_prompts
     if not history and not cold_start:  # nothing to ask the model about: popularity order as is

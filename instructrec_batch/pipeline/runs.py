@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterator
 
-from ..config import Config
+from ..config import Config, stable_hash
 from ..errors import StageOrderError
 from ..lake import Lake
 from ..lake.adapter import owner_is_dead, process_owner
@@ -54,11 +54,8 @@ def stage_sections(stage: str) -> tuple[str, ...]:
 
 
 def stage_config_hash(cfg: Config, stage: str) -> str:
-    import hashlib
-
     dump = cfg.model_dump(mode="json")
-    blob = json.dumps({s: dump[s] for s in stage_sections(stage)}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return stable_hash({s: dump[s] for s in stage_sections(stage)}, 12)
 
 
 def _now() -> datetime:

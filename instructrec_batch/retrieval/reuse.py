@@ -14,21 +14,18 @@ Pure transforms: frames in, frames out; the candidates stage (pipeline/stages.py
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import date, timedelta
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from ..config import RetrievalConfig
+from ..config import RetrievalConfig, stable_hash
 
 
 def retrieval_key(cfg: RetrievalConfig, retriever_version: str | None) -> str:
     """A hash of what decides every list besides the user's history: the retrieval settings (not the
     reuse window itself) and the sequential retriever's version."""
-    settings = {**cfg.model_dump(exclude={"reuse_days"}), "retriever": retriever_version}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return stable_hash({**cfg.model_dump(exclude={"reuse_days"}), "retriever": retriever_version}, 16)
 
 
 def history_fingerprints(interactions: DataFrame, users: DataFrame, key: str) -> DataFrame:

@@ -12,7 +12,6 @@ The driver holds two narrow columns per user (user id and fingerprint, ~100 byte
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 
@@ -20,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from ..config import ScoringConfig
+from ..config import ScoringConfig, stable_hash
 from ..lake import Lake
 from ..model.fusion import FusionParams
 
@@ -43,9 +42,7 @@ def fusion_features_read(fusion: dict | None) -> tuple[str, ...]:
 
 def score_key(model_name: str, model_version: str, sc: ScoringConfig, fusion: dict | None) -> str:
     settings = {name: getattr(sc, name) for name in SCORE_SETTINGS}
-    blob = json.dumps({"model": [model_name, model_version], "settings": settings, "fusion_weights": fusion},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return stable_hash({"model": [model_name, model_version], "settings": settings, "fusion_weights": fusion}, 16)
 
 
 def input_fingerprint(prompt_fingerprint: str | None, key: str) -> str | None:
