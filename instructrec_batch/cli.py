@@ -63,6 +63,15 @@ def prompts(conf: ConfOpt = None, set_: SetOpt = None, run_date: DateOpt = None,
     run_spark_stages(_config(conf, set_), check_run_date(run_date), ("prompts",), resume)
 
 
+@app.command()
+def preferences(conf: ConfOpt = None, set_: SetOpt = None, run_date: DateOpt = None, resume: ResumeOpt = False) -> None:
+    """LLM teacher: write one sentence of taste per reviewer into the preferences table (Ray); the next
+    prompts stage states those users' preference with it. Only reviewers whose reviews changed."""
+    from .pipeline.nightly import check_run_date, run_spark_stages
+
+    run_spark_stages(_config(conf, set_), check_run_date(run_date), ("preferences",), resume)
+
+
 @app.command("build-prompts")
 def build_prompts(conf: ConfOpt = None, set_: SetOpt = None, run_date: DateOpt = None, resume: ResumeOpt = False) -> None:
     """candidates then prompts in one Spark session (what spark-submit jobs/build_prompts.py runs)."""

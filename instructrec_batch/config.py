@@ -54,6 +54,7 @@ class TableNames(Section):
     quarantine: str = "quarantine"
     runs: str = "runs"
     eval_runs: str = "eval_runs"
+    preferences: str = "preferences"
 
 
 class LakeConfig(Section):
@@ -176,6 +177,9 @@ class InstructionsConfig(Section):
     max_title_chars: Positive = 100  # a title inside a prompt (history or candidate); keeps 20 candidates affordable
     max_intents: NonNegative = 2  # most recent logged intents shown (inference)
     max_review_snippets: NonNegative = 2  # liked / disliked review sentences in the explicit preference
+    # P2 prompts state the user's taste with the preferences table's sentence (the `preferences` stage's
+    # LLM teacher) when it was written from the user's current reviews; else with review snippets.
+    teacher_preferences: bool = True
 
 
 # ── model, tuning, scoring, evaluation ────────────────────────────────────────────────────────
@@ -194,6 +198,21 @@ class ModelConfig(Section):
     registry_dir: str = "models"
     name: str = "instructrec-games"
     version: str = "latest"
+
+
+class PreferencesConfig(Section):
+    """The optional LLM teacher (``instructrec-batch preferences``): a generation model writes one
+    sentence of each reviewer's taste from their latest reviews into the ``preferences`` table."""
+
+    # base: the bundled instruct model; served: the model the nightly scores with (model.version);
+    # anything else: a local Hugging Face folder of a causal LM with a chat template.
+    model: str = "base"
+    max_reviews: Positive = 5  # the user's most recent reviews with text
+    max_review_chars: Positive = 300  # per review text inside the teacher's prompt
+    max_new_tokens: Positive = 48
+    max_chars: Positive = 240  # the written sentence, cleaned like any prompt field
+    batch_size: Positive = 8  # prompts generated together (left-padded)
+    in_nightly: bool = False  # nightly runs the stage before candidates
 
 
 class PrecisionConfig(Section):
@@ -342,6 +361,7 @@ class Config(Section):
     instructions: InstructionsConfig = InstructionsConfig()
     model: ModelConfig = ModelConfig()
     precision: PrecisionConfig = PrecisionConfig()
+    preferences: PreferencesConfig = PreferencesConfig()
     tune: TuneConfig = TuneConfig()
     scoring: ScoringConfig = ScoringConfig()
     evaluation: EvaluationConfig = EvaluationConfig()

@@ -56,8 +56,10 @@ def build_eval_prompts(
     tokenizer_dir: str,
     cfg: Config,
     template_id: str | None,
+    teacher: "DataFrame | None" = None,
 ) -> pd.DataFrame:
     """The prompts rows (pandas) for an eval set's users, candidates in the set's column order.
+    ``teacher``: user_id, teacher_preference, written from the history alone (never the held-out review).
 
     ``history`` must already exclude the held-out items; it is cut to these users here so that a
     1,000-user sample does not pay for prompts of every user. Candidate popularity is the share of
@@ -72,7 +74,7 @@ def build_eval_prompts(
     own_history = history.join(F.broadcast(users), "user_id")
     own_intents = intents.join(F.broadcast(users), "user_id") if intents is not None else None
     prompts = build_prompts(own_history, items, candidates, own_intents, tokenizer_dir, cfg.instructions,
-                            template_id=template_id, popularity=item_popularity(history))
+                            template_id=template_id, popularity=item_popularity(history), teacher=teacher)
     return prompts.toPandas()
 
 

@@ -74,14 +74,20 @@ def intention_text(queries: list[str], max_chars: int) -> str:
 
 
 def preference_text(
-    liked: list[str], disliked: list[str], categories: list[str], brands: list[str], max_chars: int
+    liked: list[str], disliked: list[str], categories: list[str], brands: list[str], max_chars: int,
+    summary: str | None = None,
 ) -> str:
-    """The explicit preference (P2) sentence; only the quoted parts come from users or sellers."""
+    """The explicit preference (P2) sentence; only the quoted parts come from users, sellers or the
+    LLM teacher. ``summary``: the teacher's sentence about the user's reviews (instructions/teacher.py),
+    which then stands in for the liked / disliked review snippets."""
     parts = []
-    if liked:
-        parts.append("liked " + " ".join(field(s, max_chars) for s in liked))
-    if disliked:
-        parts.append("disliked " + " ".join(field(s, max_chars) for s in disliked))
+    if summary:
+        parts.append("in short " + field(summary, max_chars))
+    else:
+        if liked:
+            parts.append("liked " + " ".join(field(s, max_chars) for s in liked))
+        if disliked:
+            parts.append("disliked " + " ".join(field(s, max_chars) for s in disliked))
     if categories:
         parts.append("favourite categories " + ", ".join(field(c, max_chars) for c in categories))
     if brands:

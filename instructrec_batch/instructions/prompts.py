@@ -89,7 +89,8 @@ def render_user(
         liked=fields.as_list(row.liked), disliked=fields.as_list(row.disliked),
         categories=fields.as_list(row.fav_category), brands=fields.as_list(row.fav_brand),
     )
-    preference = fields.preference_text(**prefs, max_chars=cfg.max_field_chars) if row.has_reviews else ""
+    preference = fields.preference_text(**prefs, max_chars=cfg.max_field_chars, summary=row.teacher_preference) \
+        if row.has_reviews else ""
     tpl = choose_template(library, chosen, bool(preference) and cfg.explicit_preference, bool(intents), bool(history))
     values = dict(
         preference=preference,
@@ -113,9 +114,10 @@ def render_user(
 
 
 def assemble_users(interactions, items, candidates, intents, cfg: InstructionsConfig,
-                   popularity: DataFrame | None = None) -> DataFrame:
+                   popularity: DataFrame | None = None, teacher: DataFrame | None = None) -> DataFrame:
     """One row per candidate user with everything a prompt needs, as arrays (Spark does the joins).
-    ``popularity`` (item_id, pop_score) defaults to the share of ``interactions``' users per item."""
+    ``popularity`` (item_id, pop_score) defaults to the share of ``interactions``' users per item;
+    ``teacher`` (user_id, teacher_preference): the current LLM-teacher sentences (teacher.py)."""
     popularity = item_popularity(interactions) if popularity is None else popularity
     for c in ("source", "reason_item_id"):  # candidates built outside the retrieval stage (evaluation)
         if c not in candidates.columns:
@@ -132,7 +134,10 @@ def assemble_users(interactions, items, candidates, intents, cfg: InstructionsCo
         F.col("c.source").alias("cand_sources"), F.col("c.reason_item_id").alias("cand_reason_ids"),
         F.col("c.reason_title").alias("cand_reason_titles"),
     )
-    return with_user_features(per_user, interactions, items, intents, cfg)
+    users = with_user_features(per_user, interactions, items, intents, cfg)
+    if teacher is None or not cfg.teacher_preferences:
+        return users.withColumn("teacher_preference", F.lit(None).cast("string"))
+    return users.join(teacher, "user_id", "left")
 
 
 # The prompts columns that decide a user's model scores, whatever the scoring settings: the text, the
@@ -173,6 +178,7 @@ def build_prompts(
     template_id: str | None = None,
     popularity: DataFrame | None = None,
     fingerprint_features: tuple[str, ...] = FUSION_FEATURE_COLUMNS,
+    teacher: DataFrame | None = None,
 ) -> DataFrame:
     """One row per user in `candidates`: the PROMPTS columns except run_date (see module docstring).
 
@@ -180,6 +186,8 @@ def build_prompts(
     user it loses the parts the user lacks (no reviews: P2 -> P1; no intents: -> I0). Candidates are
     lettered A.. in a per-user seeded shuffle; candidate_item_ids[i] is labelled candidate_letters[i].
     ``fingerprint_features``: the fusion features the served scores read (``with_fingerprint``).
+    ``teacher``: user_id, teacher_preference (teacher.current_preferences): P2 states those users' taste
+    with that sentence instead of review snippets.
     """
     library = load_template_library(cfg.templates_path)
     chosen = library.get(template_id or cfg.inference_template or library.default_inference)
@@ -187,7 +195,7 @@ def build_prompts(
         raise TemplateError(
             f"template {chosen.id} is {chosen.task_form}; inference prompts (one row per user) take {INFERENCE_FORMS}"
         )
-    frame = assemble_users(interactions, items, candidates, intents, cfg, popularity)
+    frame = assemble_users(interactions, items, candidates, intents, cfg, popularity, teacher)
     budget, tokenizer_dir = cfg.max_prompt_tokens, str(tokenizer_dir)
 
     schema = spark_schema(PROMPTS)

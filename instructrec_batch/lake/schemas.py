@@ -158,6 +158,27 @@ RECOMMENDATIONS = TableSpec(
     partition_by=("run_date",),
 )
 
+PREFERENCES = TableSpec(
+    "preferences",
+    pa.schema(
+        [
+            ("run_date", pa.string()),
+            ("user_id", pa.string()),
+            # One sentence of the user's taste written by a generation model from their reviews, cleaned
+            # like any prompt field (instructions/teacher.py).
+            ("text", pa.string()),
+            ("model", pa.string()),  # the teacher: name/version, or the folder it was loaded from
+            # The reviews it read: a review is its user and item here, so the reviewed items' ids.
+            ("source_review_ids", pa.list_(pa.string())),
+            # A hash of those reviews: a sentence is current while the user's reviews hash the same.
+            ("reviews_fingerprint", pa.int64()),
+            ("n_new_tokens", pa.int32()),
+        ]
+    ),
+    required=("run_date", "user_id", "text", "model", "reviews_fingerprint"),
+    partition_by=("run_date",),
+)
+
 QUARANTINE = TableSpec(
     "quarantine",
     pa.schema(
@@ -216,7 +237,8 @@ EVAL_RUNS = TableSpec(
 )
 
 SPECS: dict[str, TableSpec] = {
-    s.key: s for s in (ITEMS, INTERACTIONS, INTENTS, CANDIDATES, PROMPTS, RECOMMENDATIONS, QUARANTINE, RUNS, EVAL_RUNS)
+    s.key: s for s in (ITEMS, INTERACTIONS, INTENTS, CANDIDATES, PROMPTS, RECOMMENDATIONS, PREFERENCES, QUARANTINE, RUNS,
+                       EVAL_RUNS)
 }
 INPUT_TABLES = ("items", "interactions", "intents")
 

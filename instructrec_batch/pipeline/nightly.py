@@ -15,7 +15,7 @@ from ..errors import InstructRecError
 from ..lake import Lake
 from ..logs import event
 from . import runs as run_records
-from .stages import choose_model, stage_candidates, stage_prompts, stage_score
+from .stages import choose_model, stage_candidates, stage_preferences, stage_prompts, stage_score, teacher_model
 
 log = logging.getLogger(__name__)
 SPARK_STAGES = ("candidates", "prompts")
@@ -41,6 +41,8 @@ def run_stage(stage: str, lake: Lake, cfg: Config, run_date: str, resume: bool =
         if stage in ("prompts", "score"):
             choice = choose_model(cfg, required=False)
             model = f"{choice.name}/{choice.version}"
+        elif stage == "preferences":
+            model = teacher_model(cfg)[1]
         elif stage == "candidates":  # `latest` of the sequential retriever may name a newer version now
             from ..retrieval import retriever_for
 
@@ -58,6 +60,8 @@ def run_stage(stage: str, lake: Lake, cfg: Config, run_date: str, resume: bool =
             stage_prompts(spark, lake, cfg, run)
         elif stage == "score":
             return stage_score(lake, cfg, run)
+        elif stage == "preferences":
+            stage_preferences(spark, lake, cfg, run)
         else:
             raise InstructRecError(f"unknown stage {stage!r}")
     return None
@@ -84,7 +88,9 @@ def run_score(cfg: Config, run_date: str, resume: bool = False) -> dict | None:
 
 def run_nightly(cfg: Config, run_date: str, resume: bool = False, spark=None) -> dict | None:
     event(log, "nightly: started", run_date=run_date, resume=resume, config_hash=cfg.hash())
-    run_spark_stages(cfg, run_date, SPARK_STAGES, resume, spark)
+    # The optional LLM teacher first, so tonight's prompts read its sentences (README, "Preferences").
+    stages = ("preferences", *SPARK_STAGES) if cfg.preferences.in_nightly else SPARK_STAGES
+    run_spark_stages(cfg, run_date, stages, resume, spark)
     summary = run_score(cfg, run_date, resume)
     event(log, "nightly: finished", run_date=run_date)
     return summary

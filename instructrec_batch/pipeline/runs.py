@@ -31,17 +31,20 @@ log = logging.getLogger(__name__)
 # irrelevant (the safe direction: an unneeded rerun, never a stale skip).
 NEVER_READ = ("lake", "spark", "ray", "logging", "tune", "evaluation")
 NOT_READ_BY = {
-    "ingest": ("retrieval", "instructions", "model", "scoring", "nightly", "precision"),
-    "candidates": ("ingest", "instructions", "model", "scoring", "precision"),
-    # prompts: scoring.scorer decides the prompt form (matching or reranking), so scoring is covered.
+    "ingest": ("retrieval", "instructions", "model", "scoring", "nightly", "precision", "preferences"),
+    "candidates": ("ingest", "instructions", "model", "scoring", "precision", "preferences"),
+    # prompts: scoring.scorer decides the prompt form (matching or reranking), so scoring is covered;
+    # preferences: its review window decides which teacher sentences are current.
     "prompts": ("ingest", "precision"),
-    "score": ("ingest", "retrieval", "instructions"),
+    "score": ("ingest", "retrieval", "instructions", "preferences"),
+    "preferences": ("ingest", "retrieval", "instructions", "nightly"),
 }
 # What each stage reads from the lake (versions recorded; resume requires them unchanged).
 STAGE_INPUTS = {
     "ingest": (),
     "candidates": ("items", "interactions", "intents"),
-    "prompts": ("items", "interactions", "intents", "candidates"),
+    "prompts": ("items", "interactions", "intents", "candidates", "preferences"),
+    "preferences": ("items", "interactions"),
     "score": ("prompts",),
 }
 UPSTREAM = {"prompts": "candidates", "score": "prompts"}

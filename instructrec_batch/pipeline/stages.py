@@ -149,8 +149,85 @@ def _kept_candidates(lake: Lake, cfg: Config, run_date: str, fingerprints: DataF
     return previous.join(kept_users, "user_id", "left_semi"), kept_users
 
 
+def teacher_model(cfg: Config) -> tuple[str, str]:
+    """(folder, label) of the preferences stage's generation model (``preferences.model``)."""
+    from ..config import ConfigError
+    from ..model.base import base_model_dir
+
+    wanted = cfg.preferences.model
+    if wanted == "base":
+        return str(base_model_dir(cfg.model)), f"{cfg.model.base.name}/base"
+    if wanted == "served":
+        model = choose_model(cfg, required=False)
+        return model.model_dir, f"{model.name}/{model.version}"
+    folder = cfg.resolve(wanted)
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"preferences.model={wanted!r} is neither base, served nor a Hugging Face model folder "
+                          f"(no config.json in {folder})")
+    return str(folder), str(folder)
+
+
+def stage_preferences(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun) -> None:
+    """Write the LLM teacher's sentence for every reviewer whose latest reviews have none from this
+    teacher on an earlier date (instructions/teacher.py, scoring/preferences.py); the date's
+    partition holds exactly those, so a rerun of the date writes the same users again."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from ..instructions.teacher import review_inputs
+    from ..scoring.preferences import OUTPUT_SCHEMA, write_sentences
+    from ..scoring.ray_session import ray_session
+
+    model_dir, label = teacher_model(cfg)
+    run.model_version = label
+    checked = read_validated_inputs(lake)
+    inputs = review_inputs(checked.interactions, checked.items, cfg.preferences).cache()
+    todo = inputs
+    if lake.exists("preferences"):
+        done = (lake.read("preferences").where((F.col("run_date") < run.run_date) & (F.col("model") == label))
+                .select("user_id", "reviews_fingerprint"))
+        todo = inputs.join(done, ["user_id", "reviews_fingerprint"], "left_anti")
+    reviewers = todo.toPandas()
+    n_reviewers = inputs.count()
+    inputs.unpersist()
+    log.info("preferences: %d reviewers, %d without a current sentence from %s", n_reviewers, len(reviewers), label)
+    # Plain dicts: what Spark's toPandas holds for an array of structs differs between Arrow and not.
+    reviewers["reviews"] = [[dict(r.asDict() if hasattr(r, "asDict") else r) for r in rs] for rs in reviewers["reviews"]]
+    if len(reviewers):
+        with ray_session(cfg.ray):
+            written, seconds = write_sentences(cfg, reviewers, model_dir, cfg.scoring.dtype)
+    else:  # every sentence is current: no model to load
+        written, seconds = OUTPUT_SCHEMA.empty_table(), 0.0
+    usable = pc.is_valid(written["text"])
+    kept = written.filter(usable)
+    rows = kept.drop_columns(["raw_text"]).append_column("run_date", pa.array([run.run_date] * kept.num_rows, pa.string()))
+    rows = rows.append_column("model", pa.array([label] * kept.num_rows, pa.string()))
+    if rows.num_rows or lake.exists("preferences"):  # an empty rerun still replaces the date's partition
+        lake.write_arrow(rows, "preferences", mode="overwrite", partition={"run_date": run.run_date})
+    unusable = written.filter(pc.invert(usable))
+    quarantine = pa.table({
+        "run_date": [run.run_date] * unusable.num_rows, "stage": ["preferences"] * unusable.num_rows,
+        "table_name": ["preferences"] * unusable.num_rows,
+        "reason": ["the teacher wrote no usable sentence (fewer than 3 words after cleaning); the prompts "
+                   "use review snippets for this user"] * unusable.num_rows,
+        "row_json": [f'{{"user_id": "{u}", "generated": {t!r}}}' for u, t in
+                     zip(unusable["user_id"].to_pylist(), unusable["raw_text"].to_pylist())],
+        "run_id": [run.run_id] * unusable.num_rows,
+    })
+    if quarantine.num_rows or lake.exists("quarantine"):
+        lake.write_arrow(quarantine, "quarantine", mode="overwrite",
+                         partition={"run_date": run.run_date, "stage": "preferences"})
+    run.quarantine_count = unusable.num_rows
+    new_tokens = int(pc.sum(written["n_new_tokens"]).as_py() or 0)
+    run.row_counts = {"reviewers": n_reviewers, "users_written": kept.num_rows, "users_unusable": unusable.num_rows,
+                      "users_current": n_reviewers - len(reviewers), "new_tokens": new_tokens,
+                      "generation_seconds": round(seconds, 2),
+                      "seconds_per_user": round(seconds / len(reviewers), 3) if len(reviewers) else 0.0}
+
+
 def stage_prompts(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun) -> None:
     from ..instructions import build_prompts, load_template_library
+    from ..instructions.teacher import current_preferences, review_inputs
     from ..scoring.incremental import fusion_features_read
 
     model = choose_model(cfg, required=False)
@@ -159,9 +236,13 @@ def stage_prompts(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun) -
     candidates = served_users(lake.read("candidates", {"run_date": run.run_date}).drop("run_date"), cfg)
     library = load_template_library(cfg.instructions.templates_path)
     template = library.serving_template(cfg.scoring.scorer, cfg.instructions.inference_template, model.best_template_id)
+    teacher = None
+    if cfg.instructions.teacher_preferences and lake.exists("preferences"):
+        reviews_now = review_inputs(checked.interactions, checked.items, cfg.preferences)
+        teacher = current_preferences(lake.read("preferences"), reviews_now, run.run_date)
     prompts = build_prompts(
         checked.interactions, checked.items, candidates, checked.intents, model.model_dir, cfg.instructions,
-        template_id=template, fingerprint_features=fusion_features_read(served_fusion(cfg, model)),
+        template_id=template, fingerprint_features=fusion_features_read(served_fusion(cfg, model)), teacher=teacher,
     ).withColumn("run_date", F.lit(run.run_date)).cache()
     stats = prompts.agg(
         F.count("*").alias("users"),

@@ -95,7 +95,7 @@ def _row(user_id, profile):
     return SimpleNamespace(
         user_id=user_id, cand_ids=[f"c{k}" for k in range(20)], cand_titles=[f"Candidate {k}" for k in range(20)],
         cand_ranks=list(range(1, 21)), cand_popularity=[0.01] * 20, cand_sources=["cooccurrence"] * 20,
-        cand_reason_ids=["h1"] * 20, cand_reason_titles=["History 1"] * 20, **profile,
+        cand_reason_ids=["h1"] * 20, cand_reason_titles=["History 1"] * 20, teacher_preference=None, **profile,
     )
 
 

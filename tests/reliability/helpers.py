@@ -23,7 +23,7 @@ def config_args(cfg) -> list[str]:
     """`--set` flags reproducing a test config on the command line (same values, so the same hashes)."""
     dump = cfg.model_dump(mode="json")
     args = []
-    for section in ("lake", "model", "ingest", "scoring", "instructions", "nightly", "retrieval"):
+    for section in ("lake", "model", "ingest", "scoring", "instructions", "nightly", "retrieval", "preferences"):
         for key, value in _flatten(dump[section], section):
             args += ["--set", f"{key}={_yaml(value)}"]
     return args
