@@ -27,7 +27,8 @@ from instructrec_batch.evaluation.fusion import paired_bootstrap_ci
 from instructrec_batch.evaluation.llm import build_eval_prompts, llm_scores, load_model, served_scorer
 from instructrec_batch.evaluation.protocols import leave_one_out_split, sample_users, sampled_set
 from instructrec_batch.instructions import load_template_library
-from instructrec_batch.instructions.teacher import clean_sentence, review_inputs, teacher_messages
+from instructrec_batch.instructions.fields import clean_sentence
+from instructrec_batch.instructions.teacher import review_inputs, teacher_messages
 from instructrec_batch.lake import Lake
 from instructrec_batch.metrics import per_user_ndcg, ranking_metrics
 from instructrec_batch.model.base import load_scoring_model

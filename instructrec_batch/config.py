@@ -290,6 +290,16 @@ class TuneConfig(Section):
     resume: bool = True
 
 
+class ExplainConfig(Section):
+    """A generated one-sentence explanation of each scored user's top-1 (recommendations.explanation),
+    written by the scoring model after ranking. Off by default: on a CPU it costs more than the ranking
+    itself (README, "Why each item is recommended"); the cheap ``reason`` column is always filled."""
+
+    generate: bool = False
+    max_new_tokens: Positive = 40
+    max_chars: Positive = 240
+
+
 class ScoringConfig(Section):
     scorer: Literal["verbalizer", "likelihood", "naive"] = "likelihood"
     top_k: Positive = 10
@@ -309,6 +319,7 @@ class ScoringConfig(Section):
     # Copy the last scored date's rows of users whose prompts fingerprint, model and scoring settings
     # are unchanged (scoring/incremental.py); false (or `--full`) scores every user.
     reuse_unchanged: bool = True
+    explain: ExplainConfig = ExplainConfig()
 
 
 class EvaluationConfig(Section):

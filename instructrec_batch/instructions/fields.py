@@ -9,10 +9,13 @@ and spell "<|im_end|>" (found by tests/reliability/test_properties.py).
 
 from __future__ import annotations
 
+import re
+
 from ..text import clean_text
 
 OPEN, CLOSE = "<<", ">>"
 _STRIP = str.maketrans("", "", "<>")
+_FIRST_SENTENCE = re.compile(r"^(.+?[.!?])(\s|$)")
 
 
 def clean_value(text: str | None, max_chars: int) -> str | None:
@@ -93,3 +96,15 @@ def preference_text(
     if brands:
         parts.append("favourite brands " + ", ".join(field(b, max_chars) for b in brands))
     return "; ".join(parts) + "." if parts else ""
+
+
+def clean_sentence(generated: str | None, max_chars: int) -> str | None:
+    """What a model wrote (a teacher's preference, a top-1 explanation), as stored: its first sentence,
+    cleaned like a prompt field (no delimiters, control characters or chat tokens); None when fewer
+    than three words are left."""
+    cleaned = clean_value(generated, 4 * max_chars)
+    if cleaned is None:
+        return None
+    match = _FIRST_SENTENCE.match(cleaned)
+    sentence = (match.group(1) if match else cleaned)[:max_chars].strip()
+    return sentence if len(sentence.split()) >= 3 else None

@@ -12,8 +12,6 @@ cleaned the same way before it is stored, so neither can add prompt lines or cha
 
 from __future__ import annotations
 
-import re
-
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -28,7 +26,6 @@ TEACHER_TASK = (
     "In one sentence of at most 30 words, say what this shopper likes and dislikes in products. "
     "Start with \"The user\"."
 )
-_FIRST_SENTENCE = re.compile(r"^(.+?[.!?])(\s|$)")
 
 
 def review_inputs(interactions: DataFrame, items: DataFrame, cfg: PreferencesConfig) -> DataFrame:
@@ -72,17 +69,6 @@ def teacher_messages(reviews: list[dict], max_chars: int) -> list[dict]:
         {"role": "system", "content": TEACHER_SYSTEM},
         {"role": "user", "content": TEACHER_TASK.format(reviews="\n".join(blocks))},
     ]
-
-
-def clean_sentence(generated: str | None, max_chars: int) -> str | None:
-    """The stored preference: the generated text's first sentence, cleaned like a prompt field (no
-    delimiters, control characters or chat tokens); None when nothing usable was written."""
-    cleaned = fields.clean_value(generated, 4 * max_chars)
-    if cleaned is None:
-        return None
-    match = _FIRST_SENTENCE.match(cleaned)
-    sentence = (match.group(1) if match else cleaned)[:max_chars].strip()
-    return sentence if len(sentence.split()) >= 3 else None
 
 
 def current_preferences(preferences: DataFrame | None, inputs: DataFrame, run_date: str) -> DataFrame | None:

@@ -152,6 +152,9 @@ RECOMMENDATIONS = TableSpec(
             # Ranked by the model from the user's stated need alone (intents, no history); is_fallback
             # rows (neither) keep the popularity order.
             ("cold_start", pa.bool_()),
+            # The model's own sentence on why the top-1 suits the user (scoring.explain.generate: rank 1
+            # of model-ranked users only; null otherwise).
+            ("explanation", pa.string()),
         ]
     ),
     required=("run_date", "user_id", "rank", "item_id"),

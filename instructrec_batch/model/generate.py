@@ -17,11 +17,16 @@ class Generated:
 
 
 def generate_chats(model, tokenizer, chats: list[list[dict]], max_new_tokens: int, batch_size: int) -> list[Generated]:
-    """One greedy answer per chat (a list of {"role", "content"} messages), in the input order. Batches
+    """One greedy answer per chat (a list of {"role", "content"} messages), in the input order."""
+    prompts = [tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) for chat in chats]
+    return generate_texts(model, tokenizer, prompts, max_new_tokens, batch_size)
+
+
+def generate_texts(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[Generated]:
+    """One greedy continuation per prompt (already in the chat template), in the input order. Batches
     are formed from length-sorted prompts, so little compute goes to padding."""
     import torch
 
-    prompts = [tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) for chat in chats]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:

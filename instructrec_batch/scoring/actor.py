@@ -61,6 +61,11 @@ def candidate_reasons(record: dict) -> dict[str, dict]:
     return {item: {"reason_item_id": rid, "reason": text or NO_REASON} for item, rid, text in zip(ids, reason_ids, reasons)}
 
 
+def _title_of(record: dict, item_id: str) -> str | None:
+    ids, titles = record.get("candidate_item_ids") or [], record.get("candidate_titles") or []
+    return next((t for i, t in zip(ids, titles) if i == item_id), None)
+
+
 class ScoringActor:
     """Callable class for ``Dataset.map_batches``: pyarrow batch of prompts rows in, staging rows out."""
 
@@ -82,11 +87,13 @@ class ScoringActor:
         self.batch_tokens, self.length_normalize, self.k = sc.batch_tokens, sc.length_normalize, sc.top_k
         self.fusion = FusionParams.from_card(fusion)
         self.score_key = score_key
+        self.tokenizer, self.explain = tokenizer, sc.explain if sc.explain.generate else None
         log.info("scoring actor ready: %s, scorer=%s, dtype=%s", model_dir, sc.scorer, self.precision.dtype)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         results = score_records(batch.to_pylist(), self.model, self.preparer, self.batch_tokens, self.length_normalize)
         out: list[dict] = []
+        top1: list[tuple[int, str, str | None]] = []  # (row in out, served prompt, top-1 title) to explain
         for result in results:
             if result.error is not None:
                 out.append(self._quarantine_row(result.record, result.error))
@@ -96,6 +103,8 @@ class ScoringActor:
             fingerprint = input_fingerprint(result.record.get("fingerprint"), self.score_key)
             reasons = candidate_reasons(result.record)
             for rank, item_id, score in rank_candidates(row.item_ids, scores, self.k):
+                if rank == 1 and self.explain is not None and not row.is_fallback:
+                    top1.append((len(out), result.record["prompt"], _title_of(result.record, item_id)))
                 out.append(
                     {
                         **self.constants,
@@ -113,7 +122,21 @@ class ScoringActor:
                         "n_input_tokens": row.n_input_tokens if rank == 1 else 0,
                     }
                 )
+        if top1:
+            self._explain(out, top1)
         return pa.Table.from_pylist(out, schema=STAGING_SCHEMA)
+
+    def _explain(self, out: list[dict], top1: list[tuple[int, str, str | None]]) -> None:
+        """The model's one-sentence explanation of each user's top-1, cleaned like any prompt field."""
+        from ..instructions.explain import explanation_input
+        from ..instructions.fields import clean_sentence
+        from ..model.generate import generate_texts
+
+        cfg = self.explain
+        inputs = [explanation_input(prompt, title, self.tokenizer, cfg.max_chars) for _, prompt, title in top1]
+        written = generate_texts(self.model, self.tokenizer, inputs, cfg.max_new_tokens, batch_size=8)
+        for (row, _, _), generated in zip(top1, written):
+            out[row]["explanation"] = clean_sentence(generated.text, cfg.max_chars)
 
     def _quarantine_row(self, record: dict, reason: str) -> dict:
         return {

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 # The scoring settings that change a user's rows; the others (batching, actors, retries) only change
 # how fast they come.
-SCORE_SETTINGS = ("scorer", "top_k", "dtype", "length_normalize", "max_input_tokens", "max_title_tokens", "fusion")
+SCORE_SETTINGS = ("scorer", "top_k", "dtype", "length_normalize", "max_input_tokens", "max_title_tokens", "fusion",
+                  "explain")
 
 
 def fusion_features_read(fusion: dict | None) -> tuple[str, ...]:
@@ -41,7 +42,8 @@ def fusion_features_read(fusion: dict | None) -> tuple[str, ...]:
 
 
 def score_key(model_name: str, model_version: str, sc: ScoringConfig, fusion: dict | None) -> str:
-    settings = {name: getattr(sc, name) for name in SCORE_SETTINGS}
+    dumped = sc.model_dump(mode="json")
+    settings = {name: dumped[name] for name in SCORE_SETTINGS}
     return stable_hash({"model": [model_name, model_version], "settings": settings, "fusion_weights": fusion}, 16)
 
 

@@ -17,7 +17,8 @@ import pandas as pd
 import pyarrow as pa
 
 from ..config import Config, PreferencesConfig
-from ..instructions.teacher import clean_sentence, teacher_messages
+from ..instructions.fields import clean_sentence
+from ..instructions.teacher import teacher_messages
 from ..model.base import load_scoring_model
 from ..model.generate import generate_chats
 from ..progress import Progress

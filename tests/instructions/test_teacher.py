@@ -6,7 +6,8 @@ import pytest
 
 from instructrec_batch.config import InstructionsConfig, PreferencesConfig
 from instructrec_batch.instructions import build_prompts
-from instructrec_batch.instructions.teacher import clean_sentence, current_preferences, review_inputs
+from instructrec_batch.instructions.fields import clean_sentence
+from instructrec_batch.instructions.teacher import current_preferences, review_inputs
 
 SCHEMA = "user_id string, item_id string, position long, rating double, review_title string, review_text string"
 PREFS = "run_date string, user_id string, text string, model string, reviews_fingerprint long"

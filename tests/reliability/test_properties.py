@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 
 from instructrec_batch.config import InstructionsConfig
 from instructrec_batch.instructions import fields
+from instructrec_batch.instructions.fields import clean_sentence
 from instructrec_batch.instructions.prompts import render_user
-from instructrec_batch.instructions.teacher import clean_sentence, teacher_messages
+from instructrec_batch.instructions.teacher import teacher_messages
 from instructrec_batch.instructions.render import LETTERS, count_tokens, tokenizer_for
 from instructrec_batch.instructions.templates import load_template_library
 from instructrec_batch.model.frame import rank_candidates, top_k
