@@ -183,6 +183,7 @@ def main() -> None:
     ap.add_argument("--batch-tokens", type=int, default=8192)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--scorers", default="likelihood,verbalizer", help="besides naive (--naive-users)")
     ap.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "amazon-games-2018"))
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -208,7 +209,7 @@ def main() -> None:
           f"(min {frame.n_prompt_tokens.min()}, max {frame.n_prompt_tokens.max()}), 20 candidates, {args.threads} threads")
 
     dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    scorers = ("naive", "likelihood", "verbalizer") if args.naive_users else ("likelihood", "verbalizer")
+    scorers = (("naive",) if args.naive_users else ()) + tuple(args.scorers.split(","))
     print(f"device {args.device}{' (random weights: timings only)' if args.random_weights else ''}")
     results, ndcg = [], {}
     for dtype in args.dtypes.split(","):
@@ -245,7 +246,7 @@ def main() -> None:
     ups = {(r["dtype"], r["scorer"]): r["users_per_s"] for r in results}
     print("\nratios (users/s):")
     for dtype in args.dtypes.split(","):
-        for scorer in ("likelihood", "verbalizer") if args.naive_users else ():
+        for scorer in [s for s in scorers if s != "naive"] if args.naive_users else ():
             print(f"  {dtype}: {scorer} / naive = {ups[(dtype, scorer)] / ups[(dtype, 'naive')]:.1f}x")
     if {"fp32", "bf16"} <= set(args.dtypes.split(",")):
         for scorer in scorers:
@@ -257,7 +258,7 @@ def main() -> None:
 
         print(f"\nranking agreement on {len(users)} validation users (NDCG@10 of the held-out item, "
               f"tolerance {args.ndcg_tolerance}):")
-        for scorer in ("likelihood", "verbalizer"):
+        for scorer in [s for s in scorers if s != "naive"]:
             fp32, bf16 = ndcg[("fp32", scorer)], ndcg[("bf16", scorer)]
             diff = bf16.mean() - fp32.mean()
             _, low, high = paired_bootstrap_ci(bf16, fp32)

@@ -64,6 +64,15 @@ def test_verbalizer_matches_last_position_letter_logits(tiny, rows):
         np.testing.assert_allclose(got.score.to_numpy(), last[letters].double().numpy(), atol=1e-5)
 
 
+def test_a_bf16_verbalizer_reads_its_letters_through_an_fp32_projection(tiny_model_dir, rows):
+    """bf16 logits sit on a grid of 8 mantissa bits, where 20 letters tie or swap; the letters' logits
+    are projected in fp32 from the bf16 hidden state instead, so they are off that grid."""
+    model, tokenizer = load_causal_lm(tiny_model_dir, "bf16"), load_tokenizer(tiny_model_dir)
+    scores = score_frame(pd.DataFrame(rows), model, tokenizer, ScoringConfig(), "verbalizer").score.to_numpy()
+    on_bf16_grid = torch.tensor(scores, dtype=torch.float32).bfloat16().double().numpy() == scores
+    assert not on_bf16_grid.all()
+
+
 @pytest.mark.parametrize("mean", [True, False])
 def test_likelihood_matches_full_sequence_reference(tiny, rows, mean):
     model, tokenizer = tiny
