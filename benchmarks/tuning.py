@@ -71,7 +71,7 @@ def run_one(name: str, steps: int, batch: int, prompt_tokens: int, use_gpu: bool
             model_dir: str | None, random_weights: bool) -> dict:
     import torch
 
-    from instructrec_batch.config import TuneConfig, load_config
+    from instructrec_batch.config import PrecisionConfig, TuneConfig, load_config
     from instructrec_batch.model import checkpoint
     from instructrec_batch.model.base import base_model_dir, load_tokenizer
     from instructrec_batch.model.recipe import TuneRecipe
@@ -85,10 +85,12 @@ def run_one(name: str, steps: int, batch: int, prompt_tokens: int, use_gpu: bool
                      bf16=precision == "bf16", use_gpu=use_gpu, log_every=1)
     with tempfile.TemporaryDirectory() as root:
         checkpoint.prepare_root(Path(root), {"bench": name}, resume=False)
-        recipe = TuneRecipe(cfg, base_dir, root, records, [])
+        # Every configuration runs in the precision it names: a bf16 row is measured even where `auto`
+        # would pick fp32 (a speed-up threshold that any timing meets forces it).
+        forced = PrecisionConfig(bf16_min_speedup=1e-9) if precision == "bf16" else None
+        recipe = TuneRecipe(cfg, base_dir, root, records, [], forced)
         recipe.setup()
-        if precision == "bf16" and not recipe.bf16:
-            return {"config": name, "skipped": "no native bf16 on this device"}
+        assert recipe.bf16 == (precision == "bf16")
         if loss_kind == "labels":
             recipe.module = LabelsLoss(recipe.model)
         step_seconds: list[float] = []
