@@ -1,8 +1,9 @@
 """Greedy text generation for chat prompts, in batches (the LLM teacher of the preferences stage).
 
-Greedy rather than sampled: a rerun of a date must write the same sentences. Prompts are left-padded
-so that every row's next token comes from the last column, which is what ``model.generate`` of a
-decoder-only model expects.
+Greedy rather than sampled: a rerun of a date must write the same sentences. Greedy decoding of a
+small model loops ("faux faux faux ..." in a teacher's sentence), so no 3-gram may repeat. Prompts are
+left-padded so that every row's next token comes from the last column, which is what
+``model.generate`` of a decoder-only model expects.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def generate_texts(model, tokenizer, prompts: list[str], max_new_tokens: int, ba
         enc = tokenizer([prompts[i] for i in chosen], return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(model.device) for k, v in enc.items()}
         with torch.no_grad():
-            ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+            ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, no_repeat_ngram_size=3,
                                  pad_token_id=tokenizer.pad_token_id)
         new = ids[:, enc["input_ids"].shape[1]:]
         for row, i in enumerate(chosen):
