@@ -1,12 +1,17 @@
-"""The LLM teacher end to end: `nightly` through the CLI with the preferences stage, the real bundled
-model writing, prompts stating what it wrote, and a next date writing only what changed."""
+"""InstructRec's capabilities end to end through the CLI on the bundled sample: one `nightly` with the
+LLM teacher in it (the real bundled model writing preferences that the prompts state, a next date
+writing only what changed), reasons on every row, a user with only a stated need ranked as cold start,
+and generated top-1 explanations."""
 
 from __future__ import annotations
 
 import json
 
+import pyarrow as pa
+
 from instructrec_batch.ingest import job as ingest_job
 from instructrec_batch.lake import Lake
+from instructrec_batch.lake.schemas import INTENTS
 from instructrec_batch.pipeline.nightly import run_spark_stages
 from instructrec_batch.pipeline.runs import latest_runs
 from tests.invariants import assert_invariants
@@ -16,18 +21,25 @@ from tests.reliability.helpers import STACK_MARKERS, config_args, run_cli
 D1, D2 = "2026-11-20", "2026-11-21"
 
 
-def test_nightly_with_the_teacher_states_each_reviewers_sentence_and_writes_it_once(tmp_path, spark, model_copy,
-                                                                                   base_model_dir):
+def test_nightly_through_the_cli_with_teacher_reasons_cold_start_and_explanations(tmp_path, spark, model_copy,
+                                                                                 base_model_dir):
     cfg = small_config(tmp_path, model_copy, users=8, extra=[
         "ingest.sources=[reviews_sample]", f"preferences.model={base_model_dir}", "preferences.in_nightly=true",
-        "preferences.max_new_tokens=32", "instructions.inference_template=T2-P2I0-a"])
+        "preferences.max_new_tokens=32", "instructions.inference_template=T2-P2I0-a", "scoring.explain.generate=true",
+        "scoring.explain.max_new_tokens=8"])
     lake = Lake(cfg.lake, spark)
     ingest_job.run(spark, lake, cfg)
+    seeker = {"user_id": "seeker-1", "text": "a gentle face cream for dry skin", "event_ts": None}
+    lake.write_arrow(pa.Table.from_pylist([seeker], schema=INTENTS.schema), "intents", mode="append")
 
     result = run_cli(["nightly", "--run-date", D1, *config_args(cfg)], timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert not any(marker in result.stderr for marker in STACK_MARKERS)
-    assert_invariants(lake, D1, cfg.scoring.top_k)
+    assert_invariants(lake, D1, cfg.scoring.top_k)  # every row's reason names that user's history or says none
+    recommended = lake.read_arrow("recommendations", {"run_date": D1}).to_pylist()
+    assert {r["user_id"] for r in recommended if r["cold_start"]} == {"seeker-1"}
+    # Explanations: only each model-ranked user's top-1 may carry one (the tiny scoring model's words).
+    assert all(r["explanation"] is None for r in recommended if r["rank"] != 1 or r["is_fallback"])
 
     written = lake.read_arrow("preferences", {"run_date": D1}).to_pylist()
     reviewed = {}
