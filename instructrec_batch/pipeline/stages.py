@@ -171,6 +171,8 @@ def stage_preferences(spark: SparkSession, lake: Lake, cfg: Config, run: StageRu
     """Write the LLM teacher's sentence for every reviewer whose latest reviews have none from this
     teacher on an earlier date (instructions/teacher.py, scoring/preferences.py); the date's
     partition holds exactly those, so a rerun of the date writes the same users again."""
+    import json
+
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -210,7 +212,7 @@ def stage_preferences(spark: SparkSession, lake: Lake, cfg: Config, run: StageRu
         "table_name": ["preferences"] * unusable.num_rows,
         "reason": ["the teacher wrote no usable sentence (fewer than 3 words after cleaning); the prompts "
                    "use review snippets for this user"] * unusable.num_rows,
-        "row_json": [f'{{"user_id": "{u}", "generated": {t!r}}}' for u, t in
+        "row_json": [json.dumps({"user_id": u, "generated": t}, ensure_ascii=False) for u, t in
                      zip(unusable["user_id"].to_pylist(), unusable["raw_text"].to_pylist())],
         "run_id": [run.run_id] * unusable.num_rows,
     })

@@ -62,3 +62,17 @@ def test_nightly_through_the_cli_with_teacher_reasons_cold_start_and_explanation
     run_spark_stages(cfg, D2, ("preferences",), spark=spark)
     counts = json.loads(latest_runs(lake, D2, "preferences")[-1]["row_counts"])
     assert counts["users_written"] == 0 and counts["users_current"] == len(reviewed)
+
+
+def test_a_teacher_that_writes_nothing_usable_leaves_quarantine_rows_not_sentences(tmp_path, spark, model_copy):
+    cfg = small_config(tmp_path, model_copy, users=4, extra=[
+        "ingest.sources=[reviews_sample]", f"preferences.model={model_copy}", "preferences.max_new_tokens=2"])
+    lake = Lake(cfg.lake, spark)
+    ingest_job.run(spark, lake, cfg)
+    run_spark_stages(cfg, D1, ("preferences",), spark=spark)
+    counts = json.loads(latest_runs(lake, D1, "preferences")[-1]["row_counts"])
+    assert counts["reviewers"] >= 1 and counts["users_unusable"] == counts["reviewers"] and counts["users_written"] == 0
+    rows = lake.read_arrow("quarantine", {"run_date": D1, "stage": "preferences"}).to_pylist()
+    assert len(rows) == counts["reviewers"] and all("no usable sentence" in r["reason"] for r in rows)
+    assert all(json.loads(r["row_json"])["user_id"] for r in rows)
+    assert not lake.exists("preferences") or lake.read_arrow("preferences").num_rows == 0
