@@ -24,13 +24,12 @@ import pandas as pd
 
 from instructrec_batch.config import load_config
 from instructrec_batch.evaluation.baselines import popularity_counts, popularity_scores
-from instructrec_batch.evaluation.fusion import paired_bootstrap_ci
 from instructrec_batch.evaluation.llm import build_eval_prompts, llm_scores, load_model, served_scorer
 from instructrec_batch.evaluation.protocols import leave_one_out_split, sample_users, sampled_set
+from instructrec_batch.evaluation.report import paired_table
 from instructrec_batch.instructions import load_template_library
 from instructrec_batch.instructions.intention import title_keywords
 from instructrec_batch.lake import Lake
-from instructrec_batch.metrics import per_user_ndcg, ranking_metrics
 from instructrec_batch.pipeline.stages import choose_model, read_validated_inputs
 from instructrec_batch.spark import get_spark
 
@@ -93,13 +92,7 @@ def main() -> None:
           f"{seconds:.0f} s for the model pass ({len(split.user_ids) / seconds:.2f} users/s)")
     print(f"queries: {np.mean([len(q.split(',')) for q in queries]):.1f} terms; they hold {np.mean(share):.0%} of the "
           f"target title's distinctive words on average, all of them for {np.mean(np.array(share) >= 1):.0%} of users")
-    print("\n| system | HR@10 | NDCG@10 | NDCG@10 - popularity (95% CI) |\n| --- | --- | --- | --- |")
-    ndcg = {name: per_user_ndcg(scores, eval_set.target_index) for name, scores in rows.items()}
-    for name, scores in rows.items():
-        m = ranking_metrics(scores, eval_set.target_index, ks=(10,))
-        diff, lo, hi = paired_bootstrap_ci(ndcg[name], ndcg["popularity"])
-        vs = "" if name == "popularity" else f"{diff:+.4f} ({lo:+.4f} .. {hi:+.4f})"
-        print(f"| {name} | {m['HR@10']:.4f} | {m['NDCG@10']:.4f} | {vs} |")
+    print("\n" + paired_table(rows, eval_set.target_index, baseline="popularity"))
     print(f"\nexample query: {queries[0]!r} for {titles[split.targets[0]]!r}")
 
 

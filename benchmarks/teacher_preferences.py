@@ -23,14 +23,13 @@ import torch
 
 from instructrec_batch.config import load_config
 from instructrec_batch.evaluation.baselines import popularity_counts, popularity_scores
-from instructrec_batch.evaluation.fusion import paired_bootstrap_ci
 from instructrec_batch.evaluation.llm import build_eval_prompts, llm_scores, load_model, served_scorer
 from instructrec_batch.evaluation.protocols import leave_one_out_split, sample_users, sampled_set
+from instructrec_batch.evaluation.report import paired_table
 from instructrec_batch.instructions import load_template_library
 from instructrec_batch.instructions.fields import clean_sentence
 from instructrec_batch.instructions.teacher import review_inputs, teacher_messages
 from instructrec_batch.lake import Lake
-from instructrec_batch.metrics import per_user_ndcg, ranking_metrics
 from instructrec_batch.model.base import load_scoring_model
 from instructrec_batch.model.generate import generate_chats
 from instructrec_batch.pipeline.stages import choose_model, read_validated_inputs, teacher_model
@@ -93,13 +92,7 @@ def main() -> None:
           f"{scorer}, template {template}")
     print(f"teacher: {gen_seconds:.1f} s for {n} users = {gen_seconds / n:.2f} s/user, {tokens / gen_seconds:.1f} new "
           f"tokens/s, {tokens / n:.1f} tokens/user; usable sentence for {sum(s is not None for s in sentences)}/{n}")
-    print("\n| preference | HR@10 | NDCG@10 | NDCG@10 - extractive (95% CI) |\n| --- | --- | --- | --- |")
-    ndcg = {name: per_user_ndcg(s, eval_set.target_index) for name, s in scores.items()}
-    for name, s in scores.items():
-        m = ranking_metrics(s, eval_set.target_index, ks=(10,))
-        diff, lo, hi = paired_bootstrap_ci(ndcg[name], ndcg["extractive snippets"])
-        vs = "" if name == "extractive snippets" else f"{diff:+.4f} ({lo:+.4f} .. {hi:+.4f})"
-        print(f"| {name} | {m['HR@10']:.4f} | {m['NDCG@10']:.4f} | {vs} |")
+    print("\n" + paired_table(scores, eval_set.target_index, baseline="extractive snippets", first_column="preference"))
     same = np.mean([a == b for a, b in zip(prompts["extractive snippets"].prompt, prompts["LLM teacher"].prompt)])
     print(f"\nprompts identical in both sets (no usable sentence): {same:.0%}")
     for user, sentence in list(zip(reviews.user_id, sentences))[:3]:

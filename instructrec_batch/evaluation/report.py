@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..metrics import per_user_ndcg, ranking_metrics
+from .fusion import paired_bootstrap_ci
+
 # Metrics in reading order; anything else sorts after them alphabetically.
 _METRIC_ORDER = ["HR@1", "HR@5", "HR@10", "Recall@10", "Recall@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR"]
 
@@ -51,6 +54,21 @@ def _table(group: pd.DataFrame) -> str:
     for system, row in wide.iterrows():
         cells = [f"**{v:.4f}**" if np.isclose(v, best[m], rtol=0, atol=1e-12) else f"{v:.4f}" for m, v in row.items()]
         lines.append(f"| {system} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def paired_table(scores: dict[str, np.ndarray], target_index: np.ndarray, baseline: str, first_column: str = "system") -> str:
+    """Markdown: HR@10 and NDCG@10 per system over the same users, and each system's NDCG@10 minus the
+    baseline's with a paired bootstrap 95% CI (the form in which the benchmarks report a difference)."""
+    ndcg = {name: per_user_ndcg(s, target_index) for name, s in scores.items()}
+    lines = [f"| {first_column} | HR@10 | NDCG@10 | NDCG@10 - {baseline} (95% CI) |", "| --- | --- | --- | --- |"]
+    for name, s in scores.items():
+        m = ranking_metrics(s, target_index, ks=(10,))
+        vs = ""
+        if name != baseline:
+            diff, lo, hi = paired_bootstrap_ci(ndcg[name], ndcg[baseline])
+            vs = f"{diff:+.4f} ({lo:+.4f} .. {hi:+.4f})"
+        lines.append(f"| {name} | {m['HR@10']:.4f} | {m['NDCG@10']:.4f} | {vs} |")
     return "\n".join(lines)
 
 

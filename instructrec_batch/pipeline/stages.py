@@ -171,13 +171,10 @@ def stage_preferences(spark: SparkSession, lake: Lake, cfg: Config, run: StageRu
     """Write the LLM teacher's sentence for every reviewer whose latest reviews have none from this
     teacher on an earlier date (instructions/teacher.py, scoring/preferences.py); the date's
     partition holds exactly those, so a rerun of the date writes the same users again."""
-    import json
-
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     from ..instructions.teacher import review_inputs
-    from ..scoring.preferences import OUTPUT_SCHEMA, write_sentences
+    from ..scoring.preferences import OUTPUT_SCHEMA, date_rows, write_sentences
     from ..scoring.ray_session import ray_session
 
     model_dir, label = teacher_model(cfg)
@@ -200,30 +197,18 @@ def stage_preferences(spark: SparkSession, lake: Lake, cfg: Config, run: StageRu
             written, seconds = write_sentences(cfg, reviewers, model_dir, cfg.scoring.dtype)
     else:  # every sentence is current: no model to load
         written, seconds = OUTPUT_SCHEMA.empty_table(), 0.0
-    usable = pc.is_valid(written["text"])
-    kept = written.filter(usable)
-    rows = kept.drop_columns(["raw_text"]).append_column("run_date", pa.array([run.run_date] * kept.num_rows, pa.string()))
-    rows = rows.append_column("model", pa.array([label] * kept.num_rows, pa.string()))
-    if rows.num_rows or lake.exists("preferences"):  # an empty rerun still replaces the date's partition
-        lake.write_arrow(rows, "preferences", mode="overwrite", partition={"run_date": run.run_date})
-    unusable = written.filter(pc.invert(usable))
-    quarantine = pa.table({
-        "run_date": [run.run_date] * unusable.num_rows, "stage": ["preferences"] * unusable.num_rows,
-        "table_name": ["preferences"] * unusable.num_rows,
-        "reason": ["the teacher wrote no usable sentence (fewer than 3 words after cleaning); the prompts "
-                   "use review snippets for this user"] * unusable.num_rows,
-        "row_json": [json.dumps({"user_id": u, "generated": t}, ensure_ascii=False) for u, t in
-                     zip(unusable["user_id"].to_pylist(), unusable["raw_text"].to_pylist())],
-        "run_id": [run.run_id] * unusable.num_rows,
-    })
-    if quarantine.num_rows or lake.exists("quarantine"):
-        lake.write_arrow(quarantine, "quarantine", mode="overwrite",
+    rows = date_rows(written, run.run_date, label, run.run_id)
+    # Empty tables are written too when the table exists: a rerun of the date replaces its partition.
+    if rows.preferences.num_rows or lake.exists("preferences"):
+        lake.write_arrow(rows.preferences, "preferences", mode="overwrite", partition={"run_date": run.run_date})
+    if rows.quarantine.num_rows or lake.exists("quarantine"):
+        lake.write_arrow(rows.quarantine, "quarantine", mode="overwrite",
                          partition={"run_date": run.run_date, "stage": "preferences"})
-    run.quarantine_count = unusable.num_rows
+    run.quarantine_count = rows.quarantine.num_rows
     new_tokens = int(pc.sum(written["n_new_tokens"]).as_py() or 0)
-    run.row_counts = {"reviewers": n_reviewers, "users_written": kept.num_rows, "users_unusable": unusable.num_rows,
-                      "users_current": n_reviewers - len(reviewers), "new_tokens": new_tokens,
-                      "generation_seconds": round(seconds, 2),
+    run.row_counts = {"reviewers": n_reviewers, "users_written": rows.preferences.num_rows,
+                      "users_unusable": rows.quarantine.num_rows, "users_current": n_reviewers - len(reviewers),
+                      "new_tokens": new_tokens, "generation_seconds": round(seconds, 2),
                       "seconds_per_user": round(seconds / len(reviewers), 3) if len(reviewers) else 0.0}
 
 

@@ -9,12 +9,15 @@ from the driver; the output is smaller still.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
+from typing import NamedTuple
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..config import Config, PreferencesConfig
 from ..instructions.fields import clean_sentence
@@ -87,3 +90,32 @@ def write_sentences(cfg: Config, reviewers: pd.DataFrame, model_dir: str, dtype:
             parts.append(batch.cast(OUTPUT_SCHEMA))
             progress.update(batch.num_rows)
     return pa.concat_tables(parts), time.time() - started
+
+
+UNUSABLE_REASON = ("the teacher wrote no usable sentence (fewer than 3 words after cleaning); the prompts use "
+                   "review snippets for this user")
+
+
+class DateRows(NamedTuple):
+    preferences: pa.Table  # the date's `preferences` rows: usable sentences only
+    quarantine: pa.Table  # one `quarantine` row per reviewer whose sentence was unusable, with what it wrote
+
+
+def date_rows(written: pa.Table, run_date: str, model_label: str, run_id: str) -> DateRows:
+    """Split write_sentences' output into the lake rows of one run date: a sentence that cleaned to
+    nothing is not stored (the prompts fall back to review snippets) but quarantined, never lost."""
+    usable = pc.is_valid(written["text"])
+    kept = written.filter(usable).drop_columns(["raw_text"])
+    n = kept.num_rows
+    preferences = kept.append_column("run_date", pa.array([run_date] * n, pa.string())).append_column(
+        "model", pa.array([model_label] * n, pa.string()))
+    unusable = written.filter(pc.invert(usable))
+    n = unusable.num_rows
+    quarantine = pa.table({
+        "run_date": [run_date] * n, "stage": ["preferences"] * n, "table_name": ["preferences"] * n,
+        "reason": [UNUSABLE_REASON] * n,
+        "row_json": [json.dumps({"user_id": u, "generated": t}, ensure_ascii=False) for u, t in
+                     zip(unusable["user_id"].to_pylist(), unusable["raw_text"].to_pylist())],
+        "run_id": [run_id] * n,
+    })
+    return DateRows(preferences, quarantine)

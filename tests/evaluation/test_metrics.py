@@ -89,3 +89,16 @@ def test_equals_torchmetrics_fed_every_user():
     assert m["NDCG@3"] == pytest.approx(float(RetrievalNormalizedDCG(top_k=3)(preds, truth.ravel(), indexes=idx)))
     # MRR module needs positive preds; shift keeps the order.
     assert m["MRR"] == pytest.approx(float(RetrievalMRR()(preds - preds.min() + 1, truth.ravel(), indexes=idx)))
+
+
+def test_paired_table_reports_each_system_against_the_baseline_on_the_same_users():
+    from instructrec_batch.evaluation.report import paired_table
+
+    target = np.array([0, 0, 0, 0])
+    perfect = np.array([[1.0, 0.0, 0.0]] * 4)  # the target first for every user
+    last = np.array([[0.0, 1.0, 2.0]] * 4)  # the target third for every user
+    table = paired_table({"worst": last, "best": perfect}, target, baseline="worst").splitlines()
+    assert table[0] == "| system | HR@10 | NDCG@10 | NDCG@10 - worst (95% CI) |"
+    assert table[2] == "| worst | 1.0000 | 0.5000 |  |"
+    # NDCG 1 - 1/log2(4) = 0.5 for every user: no spread, so the interval is the point
+    assert table[3] == "| best | 1.0000 | 1.0000 | +0.5000 (+0.5000 .. +0.5000) |"
