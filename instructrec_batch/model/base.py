@@ -87,7 +87,11 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
 def load_causal_lm(model_dir: str | Path, dtype: str = "fp32", device: str = "cpu"):
     import torch
     from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
 
+    # Its "Loading weights" bar takes a second and repeats once per actor in a job's log: our own
+    # progress lines (progress.py) say what the job is doing.
+    hf_logging.disable_progress_bar()
     torch_dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype)
     return model.to(device).eval()
