@@ -10,6 +10,7 @@ _INVISIBLE = dict.fromkeys(
     [0x200B, 0x200C, 0x200D, 0x200E, 0x200F, 0x2060, 0xFEFF, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
 )
 _SPACE = re.compile(r"\s+")
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # the ASCII members of Unicode category C
 
 
 def clean_text(text: str | None, max_chars: int) -> str | None:
@@ -20,9 +21,12 @@ def clean_text(text: str | None, max_chars: int) -> str | None:
     """
     if text is None:
         return None
-    text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates -> '?'
-    text = text.translate(_INVISIBLE)
-    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    if text.isascii():  # most titles: no surrogates or invisible marks possible, one regex for controls
+        text = _ASCII_CONTROL.sub(" ", text)
+    else:
+        text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates -> '?'
+        text = text.translate(_INVISIBLE)
+        text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
     text = _SPACE.sub(" ", text).strip()
     if len(text) > max_chars:
         text = text[: max(0, max_chars - 1)].rstrip() + "…"

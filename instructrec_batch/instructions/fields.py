@@ -10,6 +10,7 @@ and spell "<|im_end|>" (found by tests/reliability/test_properties.py).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from ..text import clean_text
 
@@ -18,6 +19,9 @@ _STRIP = str.maketrans("", "", "<>")
 _FIRST_SENTENCE = re.compile(r"^(.+?[.!?])(\s|$)")
 
 
+# Cached: titles repeat across users (each user's ~20 candidates and history lines come from one
+# catalogue), and cleaning was half of the prompts stage's Python time before (benchmarks/prompts.py).
+@lru_cache(maxsize=1 << 16)
 def clean_value(text: str | None, max_chars: int) -> str | None:
     """The cleaned text without delimiter characters; None when nothing printable is left."""
     cleaned = clean_text(text, max_chars)

@@ -86,6 +86,14 @@ def test_clean_text_examples():
     assert clean_text("x" * 100_000, 400) == "x" * 399 + "…"
 
 
+@SETTINGS
+@given(text=st.text(alphabet=st.characters(max_codepoint=127), max_size=40), max_chars=st.integers(1, 50))
+def test_the_ascii_shortcut_cleans_exactly_as_the_general_path(text, max_chars):
+    # A zero-width space is removed before anything else, so it only routes the same text through
+    # the general (non-ASCII) path.
+    assert clean_text(text, max_chars) == clean_text(text + "\u200b", max_chars)
+
+
 # ── the whole prompt of one user, with the real tokenizer and template library ────────────────
 @pytest.fixture(scope="module")
 def prompt_kit(base_model_dir):
