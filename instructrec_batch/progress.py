@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -28,10 +29,13 @@ def duration(seconds: float) -> str:
 class Progress:
     """Counts units of work towards ``total``. ``deadline_s``: a time budget (tuning) that may end the
     loop before ``total``; the time left is then the smaller of the two. ``bar``: None decides by
-    whether stderr is a terminal; ``clock`` is injectable for tests."""
+    whether stderr is a terminal; ``clock`` is injectable for tests. ``heartbeat``: in a log, also
+    write the line every ``interval_s`` when no unit finished meanwhile: the score job's units arrive
+    a block of users at a time, minutes apart on a CPU, and a log silent for minutes reads as a hang."""
 
     def __init__(self, label: str, total: int, unit: str, interval_s: float = 30.0, deadline_s: float | None = None,
-                 bar: bool | None = None, logger: logging.Logger = log, clock: Callable[[], float] = time.monotonic):
+                 bar: bool | None = None, logger: logging.Logger = log, clock: Callable[[], float] = time.monotonic,
+                 heartbeat: bool = False):
         self.label, self.total, self.unit, self.interval_s = label, total, unit, interval_s
         self.logger, self.clock = logger, clock
         self.started = self.last_report = clock()
@@ -43,6 +47,14 @@ class Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=label, unit=f" {unit}", dynamic_ncols=True, leave=True)
+        self._stopped = threading.Event()
+        if heartbeat and self.bar is None:
+            threading.Thread(target=self._beat, daemon=True, name=f"progress: {label}").start()
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self.interval_s):
+            if self.clock() - self.last_report >= self.interval_s:
+                self.report()
 
     def extend_deadline(self, seconds: float) -> None:
         """Time that does not count against the budget (tuning's validation pauses it)."""
@@ -61,6 +73,8 @@ class Progress:
         rate = self.done / elapsed
         share = f" ({self.done / self.total:.0%})" if self.total else ""
         text = f"{self.label}: {self.done:,}/{self.total:,} {self.unit}{share}, {rate:.2f} {self.unit}/s"
+        if not self.done:
+            return f"{self.label}: 0/{self.total:,} {self.unit}, {duration(elapsed)} in (the first {self.unit} still running)"
         left = self.seconds_left(rate)
         return text + (f", {duration(left)} left" if left is not None else "")
 
@@ -77,6 +91,7 @@ class Progress:
         self.logger.info(self.line())
 
     def close(self) -> None:
+        self._stopped.set()
         if self.bar is not None:
             self.bar.close()
         else:

@@ -40,3 +40,15 @@ def test_a_time_budget_ends_the_estimate_when_it_comes_first(caplog):
 
 def test_durations_read_as_people_write_them():
     assert [duration(s) for s in (5, 65, 3700)] == ["5s", "1m05s", "1h01m"]
+
+
+def test_a_heartbeat_keeps_a_log_alive_while_a_long_block_runs_and_stops_at_close(caplog):
+    import time
+
+    with caplog.at_level(logging.INFO, logger="instructrec_batch.progress"):
+        with Progress("score 2026-12-01", 10, "users", interval_s=0.05, bar=False, heartbeat=True):
+            time.sleep(0.3)  # no user finishes: the line still comes, saying so
+        beats = [r.getMessage() for r in caplog.records]
+        time.sleep(0.2)
+    assert any(line.startswith("score 2026-12-01: 0/10 users, ") and "still running" in line for line in beats)
+    assert len(caplog.records) == len(beats)  # nothing after close

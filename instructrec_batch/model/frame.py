@@ -94,7 +94,7 @@ def score_frame(prompts: pd.DataFrame, model, tokenizer, sc: ScoringConfig, scor
     preparer = RowPreparer(tokenizer, scorer or sc.scorer, sc.max_input_tokens, sc.max_title_tokens)
     records = prompts.to_dict("records")
     users, items, scores = [], [], []
-    with Progress(label, len(records), "users") as progress:
+    with Progress(label, len(records), "users", heartbeat=True) as progress:
         for start in range(0, len(records), chunk_users):
             chunk = records[start:start + chunk_users]
             for result in score_records(chunk, model, preparer, sc.batch_tokens, sc.length_normalize):

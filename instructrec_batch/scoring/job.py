@@ -94,7 +94,7 @@ def run(
                 # the Ray pin moves.
                 warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
                 scored = _score_dataset(prompts, sc, model_dir, run_date, model_name, model_version, fusion, key)
-            _stream_to_staging(scored, staging, Progress(f"score {run_date}", plan.to_score, "users"))
+            _stream_to_staging(scored, staging, Progress(f"score {run_date}", plan.to_score, "users", heartbeat=True))
         scoring_seconds = time.time() - scoring_started
         staged = pads.dataset(str(staging), format="parquet", schema=STAGING_SCHEMA)
         counts = _counts(staged)

@@ -85,7 +85,7 @@ def write_sentences(cfg: Config, reviewers: pd.DataFrame, model_dir: str, dtype:
         num_gpus=sc.num_gpus_per_actor or None,
     )
     parts = []
-    with Progress("preferences", len(reviewers), "users") as progress:
+    with Progress("preferences", len(reviewers), "users", heartbeat=True) as progress:
         for batch in written.iter_batches(batch_format="pyarrow", batch_size=None):
             parts.append(batch.cast(OUTPUT_SCHEMA))
             progress.update(batch.num_rows)
