@@ -57,10 +57,10 @@ class PeakRSS:
         self._thread.join()
 
 
-def load_games(spark, max_users: int | None):
-    """items, interactions in the lake contract (a stand-in until the ingest module lands)."""
+def load_games(spark, max_users: int | None, data: Path = DATA):
+    """items, interactions in the lake contract, read straight from the dataset's TSV files."""
     tsv = spark.read.option("sep", "\t").option("header", True).option("quote", "")
-    raw_items = tsv.csv(str(DATA / "items.tsv"))
+    raw_items = tsv.csv(str(data / "items.tsv"))
     items = raw_items.select(
         F.col("asin").alias("item_id"),
         "title",
@@ -69,7 +69,7 @@ def load_games(spark, max_users: int | None):
         F.lit(None).cast("string").alias("description"),
         F.lit(None).cast("double").alias("price"),
     )
-    seqs = tsv.csv(str(DATA / "sequences.tsv"))
+    seqs = tsv.csv(str(data / "sequences.tsv"))
     if max_users:
         seqs = seqs.orderBy(F.col("user_id").cast("int")).limit(max_users)
     exploded = seqs.select(
@@ -103,7 +103,10 @@ def main():
     parser.add_argument("--users", type=int, default=None, help="first N users only (default: all)")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--show-prompt", action="store_true", help="print one rendered prompt")
+    parser.add_argument("--data-dir", type=Path, default=DATA, help="the Amazon Games 2018 folder (items.tsv, sequences.tsv)")
     args = parser.parse_args()
+    if not (args.data_dir / "sequences.tsv").exists():
+        parser.error(f"no sequences.tsv in {args.data_dir}: pass --data-dir <shared/data/amazon-games-2018>")
 
     cfg = load_config()
     tokenizer_dir = str(base_model_dir(cfg.model))
@@ -111,7 +114,7 @@ def main():
     results: list[tuple[str, float, int]] = []
     with PeakRSS() as mem:
         wall = time.perf_counter()
-        items, interactions = load_games(spark, args.users)
+        items, interactions = load_games(spark, args.users, args.data_dir)
         items, interactions = items.cache(), interactions.cache()
         n_inter = timed("load (TSV -> lake frames)", lambda: interactions.count() + items.count(), results)
         users = interactions.select("user_id").distinct().cache()
