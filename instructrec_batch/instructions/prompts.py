@@ -101,7 +101,8 @@ def render_user(
     def build(kept: list[str]) -> str:
         return wrap(tpl.render(history="\n".join(kept), **values))
 
-    prompt, n_tokens, n_kept = fit_history(build, fields.history_lines(history, cfg.max_title_chars), tokenizer, budget)
+    prompt, n_tokens, n_kept = fit_history(build, fields.history_lines(history, cfg.max_title_chars), tokenizer, budget,
+                                           layout=tpl.text)
     return dict(
         user_id=row.user_id, template_id=tpl.id, prompt=prompt,
         candidate_item_ids=[ids[i] for i in order], candidate_letters=letters,

@@ -140,7 +140,8 @@ def example_for(row, library: TemplateLibrary, tokenizer, wrap: ModelInput, cata
 
     answer_room = max(ANSWER_TOKENS, count_tokens(tokenizer, answer) + 2)
     budget = min(cfg.max_prompt_tokens, tune.max_tokens - answer_room)
-    prompt, _, _ = fit_history(build, fields.history_lines(history, cfg.max_title_chars), tokenizer, budget)
+    prompt, _, _ = fit_history(build, fields.history_lines(history, cfg.max_title_chars), tokenizer, budget,
+                               layout=tpl.text)
     return dict(
         user_id=row.user_id, task_form=form, template_id=tpl.id, prompt=prompt, answer=answer,
         target_item_id=target, candidate_item_ids=ids, candidate_letters=letters,
