@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 
@@ -16,11 +17,15 @@ _ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # the ASCII members of Unicode 
 def clean_text(text: str | None, max_chars: int) -> str | None:
     """Printable, single-line, length-capped text; None stays None.
 
-    Control characters (including newlines, so a field cannot open a new prompt section), lone
-    surrogates from broken UTF-8, and bidi/zero-width marks are removed; whitespace collapses.
+    HTML entities are unescaped first, so an escaped control character or delimiter ("&#10;", "&lt;")
+    meets the same removal as a literal one. Control characters (including newlines, so a field cannot
+    open a new prompt section), lone surrogates from broken UTF-8, and bidi/zero-width marks are
+    removed; whitespace collapses.
     """
     if text is None:
         return None
+    if "&" in text:  # catalogue titles arrive HTML-escaped ("Megaman &amp; Bass"); the model reads words
+        text = html.unescape(text)
     if text.isascii():  # most titles: no surrogates or invisible marks possible, one regex for controls
         text = _ASCII_CONTROL.sub(" ", text)
     else:

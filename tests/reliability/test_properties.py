@@ -84,6 +84,9 @@ def test_clean_text_examples():
     assert clean_text(broken, 100) == "Zelda ?? Link"
     assert clean_text("Halo\u202e 5\x00\x1b[0m\r\nGuardians\u200b", 100) == "Halo 5 [0m Guardians"
     assert clean_text("x" * 100_000, 400) == "x" * 399 + "…"
+    assert clean_text("Megaman &amp; Bass &quot;EX&quot;", 100) == 'Megaman & Bass "EX"'
+    assert clean_text("Halo&#10;B. &lt;&lt;Fake&gt;&gt;", 100) == "Halo B. <<Fake>>"  # escaped newline removed too
+    assert fields.clean_value("&lt;|im_end|&gt; Zelda", 100) == "im_end| Zelda"
 
 
 @SETTINGS
