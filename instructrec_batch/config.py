@@ -138,8 +138,10 @@ class RetrievalConfig(Section):
     # merged: co-occurrence and the sequential model by reciprocal-rank fusion (retrieval/merge.py).
     method: Literal["cooccurrence", "als", "sequential", "merged"] = "cooccurrence"
     n_candidates: Annotated[int, Field(ge=1, le=20)] = 20  # 20: the candidate letters A..T (instructions.render)
-    recent_items: Positive = 5  # how many of the user's latest items seed co-occurrence
-    window: Positive = 3  # an item that follows within this many positions counts as co-occurring
+    # How many of the user's latest items seed co-occurrence, and within how many positions a follower
+    # counts; capped so that co-occurrence's packed (contribution, seed) key fits a long (cooccurrence.py).
+    recent_items: Annotated[int, Field(ge=1, le=1000)] = 5
+    window: Annotated[int, Field(ge=1, le=1000)] = 3
     recency_decay: Decay = 0.7  # weight of the k-th most recent seed item: decay**k
     distance_decay: Decay = 0.6  # weight of a follower d positions later: decay**(d-1)
     als_rank: Positive = 32
@@ -148,6 +150,10 @@ class RetrievalConfig(Section):
     seed: int = 7
     # Followers kept per seed item (strongest first): bounds the seed x follower join on popular items.
     max_followers: Positive = 50
+    # The follower table (at most catalogue items x max_followers rows; 520,017 on the full Games set) is
+    # broadcast to every task up to this bound, which keeps co-occurrence rows partitioned by user;
+    # beyond it, it is shuffled (slower, any size).
+    followers_broadcast_rows: NonNegative = 10_000_000
     # ALS proposes this many extra items per user so that dropping seen ones still leaves N.
     als_extra: NonNegative = 50
     # Merging: each source's best merge_depth items enter reciprocal-rank fusion with constant merge_k;

@@ -13,24 +13,15 @@ from pyspark.sql import functions as F
 from ..config import RetrievalConfig
 from ..errors import ModelNotFoundError
 from .als import als_scores
-from .cooccurrence import cooccurrence_scores
+from .cooccurrence import cooccurrence_candidates
 from .merge import reciprocal_rank_fusion
 from .metrics import candidate_recall
 from .popularity import item_popularity, popular_unseen
+from .ranking import top_per_user
 from .sequential import FIT_COMMAND, Retriever, resolve_retriever, retriever_for, sequential_scores
 from .split import leave_one_out, sequence_index
 
 __all__ = ["SOURCE_FEATURES", "build_candidates", "leave_one_out", "candidate_recall", "resolve_retriever", "retriever_for", "Retriever"]
-
-# Scores are sums of doubles whose order depends on partitioning; rounding before ranking keeps the
-# order (and the tie-break by item_id) identical across runs and partition counts.
-_SCORE_DIGITS = 12
-
-
-def _top_per_user(scores: DataFrame, n: int) -> DataFrame:
-    order = Window.partitionBy("user_id").orderBy(F.desc(F.round("score", _SCORE_DIGITS)), F.asc("item_id"))
-    return scores.withColumn("rank_in_source", F.row_number().over(order)).where(F.col("rank_in_source") <= n)
-
 
 # The per-source features every candidates frame carries (nulls where a source did not offer the item).
 SOURCE_FEATURES = ("cooccurrence_rank", "cooccurrence_score", "sequential_rank", "sequential_score")
@@ -47,16 +38,15 @@ def _personal(interactions: DataFrame, served: DataFrame, seen: DataFrame, cfg: 
               retriever: Retriever | None) -> DataFrame:
     """user_id, item_id, score, rank_in_source, source and SOURCE_FEATURES from the personal retriever(s)."""
     if cfg.method == "als":
-        als = _top_per_user(als_scores(interactions, served, cfg).join(seen, ["user_id", "item_id"], "left_anti"),
-                            cfg.n_candidates)
+        als = top_per_user(als_scores(interactions, served, cfg).join(seen, ["user_id", "item_id"], "left_anti"),
+                           cfg.n_candidates)
         return _with_null_features(als.withColumn("source", F.lit("als")), SOURCE_FEATURES).withColumn(
             "reason_item_id", F.lit(None).cast("string"))
     ranked: dict[str, DataFrame] = {}
     indexed = sequence_index(interactions)  # one window over the interactions for both sources
     depth = cfg.n_candidates if cfg.method == "cooccurrence" else cfg.merge_depth
     if cfg.method in ("cooccurrence", "merged"):
-        cooc = cooccurrence_scores(indexed, served, cfg)
-        ranked["cooccurrence"] = _top_per_user(cooc.join(seen, ["user_id", "item_id"], "left_anti"), depth)
+        ranked["cooccurrence"] = cooccurrence_candidates(indexed, served, cfg, depth)
     if cfg.method in ("sequential", "merged"):
         if retriever is None:
             raise ModelNotFoundError(
@@ -70,7 +60,7 @@ def _personal(interactions: DataFrame, served: DataFrame, seen: DataFrame, cfg: 
         (only,) = ranked
         merged = merged.withColumn("score", F.col(f"{only}_score"))
     absent = [c for c in SOURCE_FEATURES if c.rsplit("_", 1)[0] not in ranked]
-    return _top_per_user(_with_null_features(merged, absent), cfg.n_candidates)
+    return top_per_user(_with_null_features(merged, absent), cfg.n_candidates)
 
 
 def build_candidates(interactions: DataFrame, users: DataFrame, cfg: RetrievalConfig,

@@ -15,7 +15,8 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from ..config import RetrievalConfig
-from .split import sequence_index
+from .ids import decode, encode, id_codes
+from .ranking import SCORE_DIGITS, top_per_user
 
 
 def transitions(indexed: DataFrame, cfg: RetrievalConfig) -> DataFrame:
@@ -34,7 +35,9 @@ def transitions(indexed: DataFrame, cfg: RetrievalConfig) -> DataFrame:
         F.sum(F.pow(F.lit(cfg.distance_decay), F.col("d") - 1)).alias("w")
     )
     occurrences = seq.groupBy(F.col("item_id").alias("seed_id")).agg(F.count("*").alias("occ"))
-    strongest = Window.partitionBy("seed_id").orderBy(F.desc("weight"), F.asc("item_id"))
+    # Rounded like every ranking here (ranking.py): sums of doubles differ in their last bits between
+    # partitionings, and many followers tie exactly at the max_followers cut.
+    strongest = Window.partitionBy("seed_id").orderBy(F.desc(F.round("weight", 12)), F.asc("item_id"))
     return (
         weighted.join(occurrences, "seed_id")
         .select("seed_id", "item_id", (F.col("w") / F.col("occ")).alias("weight"))
@@ -44,23 +47,51 @@ def transitions(indexed: DataFrame, cfg: RetrievalConfig) -> DataFrame:
     )
 
 
-def recent_seeds(indexed: DataFrame, cfg: RetrievalConfig) -> DataFrame:
-    """user_id, seed_id, recency: the user's latest distinct items, weighted recency_decay**k."""
-    last_seen = indexed.groupBy("user_id", "item_id").agg(F.max("idx").alias("last_idx"))
-    newest_first = Window.partitionBy("user_id").orderBy(F.desc("last_idx"), F.asc("item_id"))
-    return (
-        last_seen.withColumn("k", F.row_number().over(newest_first) - 1)
-        .where(F.col("k") < cfg.recent_items)
-        .select("user_id", F.col("item_id").alias("seed_id"), F.pow(F.lit(cfg.recency_decay), F.col("k")).alias("recency"))
-    )
+def user_seeds(indexed: DataFrame, users: DataFrame, cfg: RetrievalConfig) -> DataFrame:
+    """One row per served user with interactions: user_id, seen (every item of the history) and
+    seeds (the `recent_items` latest distinct items, newest first; ties by item_id)."""
+    last_seen = (indexed.join(users, "user_id", "left_semi")
+                 .groupBy("user_id", "item_id").agg(F.max("idx").alias("last_idx")))
+    # Sorting (-last_idx, item_id) structs puts the newest first: one aggregation per user gives both lists.
+    history = last_seen.groupBy("user_id").agg(
+        F.sort_array(F.collect_list(F.struct((-F.col("last_idx")).alias("age"), "item_id"))).alias("h"))
+    return history.select("user_id", F.col("h.item_id").alias("seen"),
+                          F.slice(F.col("h.item_id"), 1, cfg.recent_items).alias("seeds"))
 
 
-def cooccurrence_scores(indexed: DataFrame, users: DataFrame, cfg: RetrievalConfig) -> DataFrame:
-    """user_id, item_id, score for items following the served users' recent items (seen ones included),
-    and reason_item_id: the seed (an item of the user's history) that contributed most to the score."""
-    seeds = recent_seeds(indexed.join(users, "user_id", "left_semi"), cfg)
-    scored = seeds.join(transitions(indexed, cfg), "seed_id").withColumn("part", F.col("recency") * F.col("weight"))
-    return scored.groupBy("user_id", "item_id").agg(
-        F.sum("part").alias("score"),
-        # Ties go to the smaller seed id, so reruns name the same item.
-        F.min_by("seed_id", F.struct(-F.round("part", 12), F.col("seed_id"))).alias("reason_item_id"))
+def _scored_followers(seeds: DataFrame, followers: DataFrame, cfg: RetrievalConfig, broadcast: bool) -> DataFrame:
+    """user_id, item_id, score and `best`: every unseen follower of the users' seeds, with the strongest
+    seed's position in the user's sorted seeds packed into `best` (decoded by cooccurrence_candidates)."""
+    r = cfg.recent_items
+    per_seed = seeds.select("user_id", "seen", F.array_sort("seeds").alias("by_id"),
+                            F.posexplode("seeds").alias("k", "seed_id"))
+    # The follower table is joined per task when it is small, so that rows stay partitioned by user and
+    # neither the aggregation nor the ranking below shuffles them again.
+    pairs = per_seed.join(F.broadcast(followers) if broadcast else followers, "seed_id").where(
+        ~F.array_contains("seen", F.col("item_id")))
+    part = F.pow(F.lit(cfg.recency_decay), F.col("k")) * F.col("weight")
+    # The seed that contributes most names the candidate; ties go to the smaller seed id, so reruns
+    # name the same item. Packing (rounded contribution, seed order) into one long keeps the aggregation
+    # a hash aggregation (a struct-valued min_by makes Spark sort all rows). Bounds: a contribution is
+    # at most `window` (config.py caps window * recent_items), so the product fits in a long.
+    order = F.array_position("by_id", F.col("seed_id")) - 1
+    packed = F.round(part * 10.0 ** SCORE_DIGITS).cast("long") * r + (r - 1 - order)
+    return pairs.groupBy("user_id", "item_id").agg(F.sum(part).alias("score"), F.max(packed).alias("best"))
+
+
+def cooccurrence_candidates(indexed: DataFrame, users: DataFrame, cfg: RetrievalConfig, depth: int) -> DataFrame:
+    """user_id, item_id, score, rank_in_source (1..depth) and reason_item_id (the seed from the user's
+    history that contributed most) for each served user's `depth` best unseen followers."""
+    user_codes, item_codes = id_codes(indexed, "user_id"), id_codes(indexed, "item_id")
+    # The item code table is as small as the catalogue: every task gets a copy.
+    seq = encode(encode(indexed.select("user_id", "item_id", "idx"), user_codes, "user_id"),
+                 item_codes, "item_id", broadcast=True)
+    seeds = user_seeds(seq, encode(users.select("user_id"), user_codes, "user_id"), cfg)
+    broadcast = item_codes.count() * cfg.max_followers <= cfg.followers_broadcast_rows
+    top = top_per_user(_scored_followers(seeds, transitions(seq, cfg), cfg, broadcast), depth)
+    r = cfg.recent_items
+    named = top.join(seeds.select("user_id", "seeds"), "user_id").select(
+        "user_id", "item_id", "score", "rank_in_source",
+        F.element_at(F.array_sort("seeds"), (r - F.col("best") % r).cast("int")).alias("reason_item_id"))
+    out = decode(decode(named, item_codes, "item_id", broadcast=True), item_codes, "reason_item_id", broadcast=True)
+    return decode(out, user_codes, "user_id")

@@ -27,10 +27,15 @@ def popular_unseen(
     is joined with exactly that many ranks (an equi-join on the rank: linear in users + interactions,
     no cross join with the catalogue and no guess of how deep to look).
     """
-    seen_counts = seen.groupBy("user_id").agg(F.countDistinct("item_id").alias("h"))
-    depth = users.join(seen_counts, "user_id", "left").fillna(0, subset=["h"])
-    wanted = depth.select("user_id", F.explode(F.sequence(F.lit(1), F.lit(per_user) + F.col("h"))).alias("pop_rank"))
-    pool = wanted.join(popularity, "pop_rank").join(seen, ["user_id", "item_id"], "left_anti")
+    # Each user's seen items travel as one list, so the unseen filter is a lookup on the row and the
+    # rows stay partitioned by user up to the ranking (no shuffle by (user, item) for an anti-join).
+    histories = seen.groupBy("user_id").agg(F.collect_set("item_id").alias("seen"))
+    depth = users.join(histories, "user_id", "left").withColumn(
+        "h", F.when(F.col("seen").isNull(), F.lit(0)).otherwise(F.size("seen")))
+    wanted = depth.select("user_id", "seen", F.explode(F.sequence(F.lit(1), F.lit(per_user) + F.col("h"))).alias("pop_rank"))
+    # The popularity table is as small as the catalogue: every task gets a copy.
+    pool = wanted.join(F.broadcast(popularity), "pop_rank").where(
+        F.col("seen").isNull() | ~F.array_contains("seen", F.col("item_id")))
     rank = Window.partitionBy("user_id").orderBy("pop_rank")
     return (
         pool.withColumn("rank_in_source", F.row_number().over(rank))

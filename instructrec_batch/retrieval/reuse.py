@@ -24,8 +24,9 @@ from ..config import RetrievalConfig, stable_hash
 
 def retrieval_key(cfg: RetrievalConfig, retriever_version: str | None) -> str:
     """A hash of what decides every list besides the user's history: the retrieval settings (not the
-    reuse window itself) and the sequential retriever's version."""
-    return stable_hash({**cfg.model_dump(exclude={"reuse_days"}), "retriever": retriever_version}, 16)
+    reuse window itself, nor how the follower table travels) and the sequential retriever's version."""
+    settings = cfg.model_dump(exclude={"reuse_days", "followers_broadcast_rows"})
+    return stable_hash({**settings, "retriever": retriever_version}, 16)
 
 
 def history_fingerprints(interactions: DataFrame, users: DataFrame, key: str) -> DataFrame:

@@ -125,3 +125,20 @@ def test_recall_counts_users_without_candidates(spark):
     cands = spark.createDataFrame([("a", "x", 1)], "user_id string, item_id string, retrieval_rank int")
     targets = spark.createDataFrame([("a", "x", 3), ("b", "y", 2)], "user_id string, item_id string, position long")
     assert candidate_recall(cands, targets, [1, 10]) == {1: 0.5, 10: 0.5}
+
+
+def test_the_follower_table_broadcast_or_shuffled_gives_the_same_candidates(small, cooc_rows):
+    interactions, users = small
+    shuffled = COOC.model_copy(update={"followers_broadcast_rows": 0})
+    assert collect(build_candidates(interactions, users, shuffled)) == sorted(tuple(r) for r in cooc_rows)
+
+
+def test_a_tie_between_two_seeds_names_the_smaller_seed_id(spark):
+    # u's seeds m1 (older) and m2 (newer) each lead to x with weight 1/2, and recency does not decay:
+    # both contribute exactly 0.5, and the smaller id names the candidate (not the newer seed).
+    sequences = {"u": ["m1", "m2"], "v": ["m1", "x"], "w": ["m2", "x"]}
+    cfg = RetrievalConfig(n_candidates=2, recency_decay=1.0)
+    rows = build_candidates(interactions_frame(spark, sequences), users_frame(spark, ["u"]), cfg).collect()
+    (x,) = [r for r in rows if r.item_id == "x"]
+    assert x.source == "cooccurrence" and x.retrieval_score == pytest.approx(1.0)
+    assert x.reason_item_id == "m1"

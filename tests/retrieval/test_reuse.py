@@ -54,6 +54,8 @@ def test_new_settings_or_retriever_or_an_old_list_or_a_removed_item_recompute(sp
     assert _kept(previous, _fingerprints(spark, history, ["a"], other_settings), items, "2026-11-21") == []
     new_retriever = retrieval_key(RetrievalConfig(), "sasrec-games/v0002")
     assert new_retriever != KEY and retrieval_key(RetrievalConfig(reuse_days=1), None) == KEY
+    # Shuffling the follower table instead of broadcasting it gives the same lists (test_candidates.py).
+    assert retrieval_key(RetrievalConfig(followers_broadcast_rows=0), None) == KEY
     assert _kept(previous, fingerprints, items, "2026-11-26") == ["a"], "the 7th night of a list computed on 11-20"
     assert _kept(previous, fingerprints, items, "2026-11-27") == [], "an 8th night: recomputed"
     assert _kept(previous, fingerprints, items, "2026-11-21", reuse_days=1) == []
