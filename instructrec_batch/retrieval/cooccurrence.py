@@ -37,7 +37,7 @@ def transitions(indexed: DataFrame, cfg: RetrievalConfig) -> DataFrame:
     occurrences = seq.groupBy(F.col("item_id").alias("seed_id")).agg(F.count("*").alias("occ"))
     # Rounded like every ranking here (ranking.py): sums of doubles differ in their last bits between
     # partitionings, and many followers tie exactly at the max_followers cut.
-    strongest = Window.partitionBy("seed_id").orderBy(F.desc(F.round("weight", 12)), F.asc("item_id"))
+    strongest = Window.partitionBy("seed_id").orderBy(F.desc(F.round("weight", SCORE_DIGITS)), F.asc("item_id"))
     return (
         weighted.join(occurrences, "seed_id")
         .select("seed_id", "item_id", (F.col("w") / F.col("occ")).alias("weight"))
@@ -48,23 +48,24 @@ def transitions(indexed: DataFrame, cfg: RetrievalConfig) -> DataFrame:
 
 
 def user_seeds(indexed: DataFrame, users: DataFrame, cfg: RetrievalConfig) -> DataFrame:
-    """One row per served user with interactions: user_id, seen (every item of the history) and
-    seeds (the `recent_items` latest distinct items, newest first; ties by item_id)."""
+    """One row per served user with interactions: user_id, seen (every item of the history), seeds
+    (the `recent_items` latest distinct items, newest first; ties by item_id) and by_id (the seeds in
+    id order: the order co-occurrence's packed reason refers to)."""
     last_seen = (indexed.join(users, "user_id", "left_semi")
                  .groupBy("user_id", "item_id").agg(F.max("idx").alias("last_idx")))
     # Sorting (-last_idx, item_id) structs puts the newest first: one aggregation per user gives both lists.
     history = last_seen.groupBy("user_id").agg(
         F.sort_array(F.collect_list(F.struct((-F.col("last_idx")).alias("age"), "item_id"))).alias("h"))
-    return history.select("user_id", F.col("h.item_id").alias("seen"),
-                          F.slice(F.col("h.item_id"), 1, cfg.recent_items).alias("seeds"))
+    seeds = history.select("user_id", F.col("h.item_id").alias("seen"),
+                           F.slice(F.col("h.item_id"), 1, cfg.recent_items).alias("seeds"))
+    return seeds.withColumn("by_id", F.array_sort("seeds"))
 
 
 def _scored_followers(seeds: DataFrame, followers: DataFrame, cfg: RetrievalConfig, broadcast: bool) -> DataFrame:
     """user_id, item_id, score and `best`: every unseen follower of the users' seeds, with the strongest
     seed's position in the user's sorted seeds packed into `best` (decoded by cooccurrence_candidates)."""
     r = cfg.recent_items
-    per_seed = seeds.select("user_id", "seen", F.array_sort("seeds").alias("by_id"),
-                            F.posexplode("seeds").alias("k", "seed_id"))
+    per_seed = seeds.select("user_id", "seen", "by_id", F.posexplode("seeds").alias("k", "seed_id"))
     # The follower table is joined per task when it is small, so that rows stay partitioned by user and
     # neither the aggregation nor the ranking below shuffles them again.
     pairs = per_seed.join(F.broadcast(followers) if broadcast else followers, "seed_id").where(
@@ -90,8 +91,8 @@ def cooccurrence_candidates(indexed: DataFrame, users: DataFrame, cfg: Retrieval
     broadcast = item_codes.count() * cfg.max_followers <= cfg.followers_broadcast_rows
     top = top_per_user(_scored_followers(seeds, transitions(seq, cfg), cfg, broadcast), depth)
     r = cfg.recent_items
-    named = top.join(seeds.select("user_id", "seeds"), "user_id").select(
+    named = top.join(seeds.select("user_id", "by_id"), "user_id").select(
         "user_id", "item_id", "score", "rank_in_source",
-        F.element_at(F.array_sort("seeds"), (r - F.col("best") % r).cast("int")).alias("reason_item_id"))
+        F.element_at("by_id", (r - F.col("best") % r).cast("int")).alias("reason_item_id"))
     out = decode(decode(named, item_codes, "item_id", broadcast=True), item_codes, "reason_item_id", broadcast=True)
     return decode(out, user_codes, "user_id")
