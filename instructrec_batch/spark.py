@@ -6,6 +6,8 @@ import glob
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .config import SparkConfig
@@ -88,3 +90,19 @@ def stop_spark(spark) -> None:
                 proc.kill()
         SparkContext._gateway = None
         SparkContext._jvm = None
+
+
+@contextmanager
+def spark_session(cfg: SparkConfig, spark=None) -> Iterator:
+    """A session for one job: the caller's when `spark` is given (theirs to stop), else a new one that
+    is stopped, JVM and all, when the block ends. A job stops its own session before training or Ray
+    scoring to give their memory back; a caller that runs several jobs in a row (the demo) passes one
+    session to all of them, so that only the first pays for a cold JVM."""
+    if spark is not None:
+        yield spark
+        return
+    spark = get_spark(cfg)
+    try:
+        yield spark
+    finally:
+        stop_spark(spark)

@@ -15,13 +15,12 @@ from .stages import write_quarantine
 log = logging.getLogger(__name__)
 
 
-def ingest(cfg: Config, run_date: str | None = None) -> dict:
+def ingest(cfg: Config, run_date: str | None = None, spark=None) -> dict:
     from ..ingest import job as ingest_job
-    from ..spark import get_spark, stop_spark
+    from ..spark import spark_session
 
     run_date = check_run_date(run_date)
-    spark = get_spark(cfg.spark)
-    try:
+    with spark_session(cfg.spark, spark) as spark:
         lake = Lake(cfg.lake, spark)
         with run_records.record_stage(lake, cfg, run_date, "ingest") as run:
             result = ingest_job.run(spark, lake, cfg)
@@ -35,8 +34,6 @@ def ingest(cfg: Config, run_date: str | None = None) -> dict:
             print(f"  {table:<13} {count:>9,} rows{suffix}  quarantined: {bad.get(table, 0):,}" if table != "users"
                   else f"  {'users':<13} {count:>9,}")
         return result
-    finally:
-        stop_spark(spark)
 
 
 def build_tuning_examples(checked, cfg: Config):
@@ -102,24 +99,21 @@ def serving_negatives(everyone, history_for_train, train_targets, cfg: Config) -
     return out
 
 
-def tune(cfg: Config):
+def tune(cfg: Config, spark=None):
     from ..evaluation.fusion import fusion_validation_set
     from ..instructions import load_template_library
     from ..model import job as tune_job
     from ..model.base import base_model_dir
-    from ..spark import get_spark, stop_spark
+    from ..spark import spark_session
     from .stages import read_validated_inputs
 
-    spark = get_spark(cfg.spark)
-    try:
+    with spark_session(cfg.spark, spark) as spark:  # a session made here is stopped before training
         lake = Lake(cfg.lake, spark)
         versions = lake.versions(("items", "interactions", "intents"))
         checked = read_validated_inputs(lake)
         train, val = build_tuning_examples(checked, cfg)
         fusion_data = fusion_validation_set(spark, checked.interactions, checked.items, checked.intents,
                                             str(base_model_dir(cfg.model)), cfg)
-    finally:
-        stop_spark(spark)  # free the JVM and its memory before training
     event(log, "tune: examples built", train=len(train), validation=len(val))
     library = load_template_library(cfg.instructions.templates_path)
     version = tune_job.run(train, val, cfg, data_versions=versions, template_version=library.version)
@@ -135,21 +129,16 @@ def fit_retriever(cfg: Config, spark=None):
     on held-out items."""
     from ..model.registry import git_commit
     from ..retrieval.sequential import fit_retriever as fit, publish_retriever
-    from ..spark import get_spark, stop_spark
+    from ..spark import spark_session
     from .stages import read_validated_inputs
 
     s = cfg.retrieval.sequential
-    own = spark is None
-    spark = spark or get_spark(cfg.spark)
-    try:
+    with spark_session(cfg.spark, spark) as spark:  # a session made here is stopped before training
         lake = Lake(cfg.lake, spark)
         versions = lake.versions(("items", "interactions"))
         checked = read_validated_inputs(lake)
         rows = checked.interactions.select("user_id", "item_id", "position").toPandas()
         catalogue = sorted(set(checked.items.select("item_id").toPandas()["item_id"]) | set(rows["item_id"]))
-    finally:
-        if own:
-            stop_spark(spark)  # free the JVM's memory before training
     rows = rows.sort_values(["user_id", "position", "item_id"], kind="stable")
     sequences = rows.groupby("user_id", sort=True)["item_id"].agg(list).to_dict()
     event(log, "fit-retriever: fitting", users=len(sequences), items=len(catalogue), epochs=s.epochs,
@@ -172,19 +161,16 @@ def fit_fusion(cfg: Config):
     from ..evaluation.fusion import fusion_validation_set
     from ..model.base import base_model_dir
     from ..model.registry import resolve
-    from ..spark import get_spark, stop_spark
+    from ..spark import spark_session
     from .stages import read_validated_inputs
 
     version = resolve(cfg.model)
     if not cfg.tune.fusion_users:
         raise InstructRecError("tune.fusion_users is 0: nothing to fit fusion on")
-    spark = get_spark(cfg.spark)
-    try:
+    with spark_session(cfg.spark) as spark:
         checked = read_validated_inputs(Lake(cfg.lake, spark))
         fusion_data = fusion_validation_set(spark, checked.interactions, checked.items, checked.intents,
                                             str(base_model_dir(cfg.model)), cfg)
-    finally:
-        stop_spark(spark)
     return _fit_and_store_fusion(cfg, version, fusion_data)
 
 
@@ -205,12 +191,9 @@ def _fit_and_store_fusion(cfg: Config, version, fusion_data):
 
 def evaluate(cfg: Config):
     from ..evaluation import job as evaluate_job
-    from ..spark import get_spark, stop_spark
+    from ..spark import spark_session
 
-    spark = get_spark(cfg.spark)
-    try:
+    with spark_session(cfg.spark) as spark:
         result = evaluate_job.run(spark, Lake(cfg.lake, spark), cfg)
-    finally:
-        stop_spark(spark)
     print(f"report: {result.report_path}")
     return result

@@ -68,18 +68,13 @@ def run_stage(stage: str, lake: Lake, cfg: Config, run_date: str, resume: bool =
 
 
 def run_spark_stages(cfg: Config, run_date: str, stages: tuple[str, ...], resume: bool = False, spark=None) -> None:
-    """Run Spark stages in order; a session passed in is the caller's to stop, one made here is stopped here."""
-    from ..spark import get_spark, stop_spark
+    """Run Spark stages in order, in the caller's session if one is passed (spark.spark_session)."""
+    from ..spark import spark_session
 
-    own = spark is None
-    spark = spark or get_spark(cfg.spark)
-    try:
+    with spark_session(cfg.spark, spark) as spark:
         lake = Lake(cfg.lake, spark)
         for stage in stages:
             run_stage(stage, lake, cfg, run_date, resume, spark)
-    finally:
-        if own:
-            stop_spark(spark)
 
 
 def run_score(cfg: Config, run_date: str, resume: bool = False) -> dict | None:
