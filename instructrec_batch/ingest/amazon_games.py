@@ -18,11 +18,19 @@ def _read_tsv(spark: SparkSession, path: str, schema: str) -> DataFrame:
     return spark.read.option("sep", "\t").option("header", True).option("quote", "").schema(schema).csv(path)
 
 
+def _html_unescaped(column: str):
+    """The catalogue's titles arrive HTML-escaped ("Megaman &amp; Bass", "&reg;", "&#39;"): the lake
+    keeps the text people read. commons-text ships with Spark, so this stays in the JVM (no Python UDF).
+    `reflect` turns a null into the string "null", so a missing title is kept null for validation."""
+    unescaped = F.expr(f"reflect('org.apache.commons.text.StringEscapeUtils', 'unescapeHtml4', {column})")
+    return F.when(F.col(column).isNotNull(), unescaped)
+
+
 def read_games(spark: SparkSession, items_path: str, sequences_path: str) -> tuple[DataFrame, DataFrame]:
     raw_items = _read_tsv(spark, items_path, "item_num string, asin string, title string")
     items = raw_items.select(
         F.col("asin").alias("item_id"),
-        F.col("title"),
+        _html_unescaped("title").alias("title"),
         F.lit(CATEGORY).alias("category"),
         F.lit(None).cast("string").alias("brand"),
         F.lit(None).cast("string").alias("description"),

@@ -16,6 +16,10 @@ def test_games_sample_keeps_order_as_position(spark):
     assert [r.item_id for r in rows] == [asin[i] for i in first[2].split()]
     assert [r.position for r in rows] == list(range(len(rows)))
     assert intents.count() == 0
+    # Titles arrive HTML-escaped in the source file; the lake holds the text a person reads.
+    titles = dict(items.select("item_id", "title").collect())
+    assert titles["B0050SYUSU"] == "Rabbids: Alive & Kicking"
+    assert not [t for t in titles.values() if t and ("&amp;" in t or "&reg;" in t or "&#39;" in t)]
 
 
 def test_reviews_jsonl_become_interactions_with_text(spark):
@@ -72,3 +76,12 @@ def test_generic_mapping_errors_name_the_column(spark, tmp_path, cfg):
     )
     with pytest.raises(InstructRecError, match="column 'title_col' \\(mapped to items.title\\) not found; found: id, name"):
         load_sources(spark, cfg)
+
+
+def test_a_games_title_missing_from_the_file_stays_null_for_validation(spark, tmp_path):
+    from instructrec_batch.ingest.amazon_games import read_games
+
+    (tmp_path / "items.tsv").write_text("item_id\tasin\ttitle\n1\tA1\tMegaman &amp; Bass\n2\tA2\t\n")
+    (tmp_path / "sequences.tsv").write_text("user_id\treviewerID\titem_ids\n1\tU1\t1 2\n")
+    items, _ = read_games(spark, str(tmp_path / "items.tsv"), str(tmp_path / "sequences.tsv"))
+    assert dict(items.select("item_id", "title").collect()) == {"A1": "Megaman & Bass", "A2": None}
