@@ -18,8 +18,10 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def spark():
     from instructrec_batch.spark import get_spark
 
+    # 3g: one JVM serves the whole suite, and after ~180 tests a broadcast on a 6-user lake once ran out
+    # of a 2g heap (a fresh-clone `make test`); a JVM that ran only the nightly stages holds ~0.7 GB after GC.
     session = get_spark(
-        SparkConfig(master="local[2]", driver_memory="2g", conf={"spark.sql.shuffle.partitions": "2"})
+        SparkConfig(master="local[2]", driver_memory="3g", conf={"spark.sql.shuffle.partitions": "2"})
     )
     yield session
     session.stop()
