@@ -9,7 +9,7 @@ from pathlib import Path
 _PLAIN_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
 
 
-def tokenizer_class_name(model_dir: str | Path) -> str | None:
+def _tokenizer_class_name(model_dir: str | Path) -> str | None:
     """The class the folder's tokenizer_config.json names (what AutoTokenizer would pick), if any."""
     path = Path(model_dir) / "tokenizer_config.json"
     return json.loads(path.read_text()).get("tokenizer_class") if path.exists() else None
@@ -18,7 +18,7 @@ def tokenizer_class_name(model_dir: str | Path) -> str | None:
 def load_tokenizer(model_dir: str | Path):
     import transformers
 
-    named = tokenizer_class_name(model_dir)
+    named = _tokenizer_class_name(model_dir)
     # AutoTokenizer instantiates the class that tokenizer_config.json names, but first reads the model
     # config, and that imports torch: ~730 MB in every Spark Python worker that renders prompts, where
     # the class alone takes ~110 MB (tests/instructions/test_tokenizer_load.py). Same class, same files.
