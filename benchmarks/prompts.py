@@ -108,7 +108,8 @@ def main():
     if not (args.data_dir / "sequences.tsv").exists():
         parser.error(f"no sequences.tsv in {args.data_dir}: pass --data-dir <shared/data/amazon-games-2018>")
 
-    cfg = load_config()
+    # Co-occurrence: needs nothing fitted; benchmarks/retrieval.py compares it with the merged default.
+    cfg = load_config(overrides=["retrieval.method=cooccurrence"])
     tokenizer_dir = str(base_model_dir(cfg.model))
     spark = get_spark(SparkConfig(master=args.master, driver_memory="4g", conf={"spark.sql.shuffle.partitions": "8"}))
     results: list[tuple[str, float, int]] = []

@@ -8,6 +8,8 @@ retriever (SASRec) and their merge, every user of a lake, leave-one-out, side by
 Each user's last item is the target; candidates come from the history before it (the nightly's own
 build_candidates). The retriever must have been fitted without the test items (fit_holdout >= 1).
 Recall@50 is measured on each method's personal list cut at 50 (the candidates table holds 20).
+NDCG@10 is the retrieval order's own (what the served list is before the model reranks it); each method
+after the first is compared with the first, per user, with a paired bootstrap 95% CI.
 """
 
 from __future__ import annotations
@@ -15,11 +17,16 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
+
 from pyspark.sql import functions as F
 
 from instructrec_batch.config import load_config
+from instructrec_batch.evaluation.fusion import paired_bootstrap_ci
 from instructrec_batch.lake import Lake
-from instructrec_batch.retrieval import _personal, build_candidates, candidate_recall, leave_one_out, resolve_retriever
+from instructrec_batch.metrics import ndcg_at_ranks
+from instructrec_batch.retrieval import (_personal, build_candidates, candidate_recall, leave_one_out,
+                                         resolve_retriever, target_retrieval_ranks)
 from instructrec_batch.spark import get_spark
 
 
@@ -40,7 +47,8 @@ def main() -> None:
     print(f"{n_users:,} users, leave-one-out; sequential retriever {retriever.name}/{retriever.version} "
           f"(fit_holdout {retriever.fit_holdout}, {retriever.card['params']['epochs']} epochs, "
           f"loss {retriever.card['params'].get('loss', 'bce')})")
-    print(f"{'method':<14} {'recall@10':>9} {'recall@20':>9} {'recall@50':>9} {'candidates s':>13}")
+    print(f"{'method':<14} {'NDCG@10':>9} {'recall@10':>9} {'recall@20':>9} {'recall@50':>9} {'candidates s':>13}")
+    ndcg = {}
     seen = history.select("user_id", "item_id").distinct()
     for method in args.methods.split(","):
         rcfg = cfg.retrieval.model_copy(update={"method": method})
@@ -49,13 +57,20 @@ def main() -> None:
         cands.count()
         seconds = time.time() - started
         at = candidate_recall(cands, targets, [10, 20])
+        ranks = target_retrieval_ranks(cands, targets).toPandas().sort_values("user_id")
+        ndcg[method] = ndcg_at_ranks(ranks["retrieval_rank"].to_numpy(dtype=np.float64), 10)
         # Past the candidates table's 20: the personal list alone, cut at 50 (no popularity back-fill).
         # model_copy does not validate, so n_candidates may exceed the 20 candidate letters here.
         deep = _personal(history, users, seen, rcfg.model_copy(update={"n_candidates": 50}), retriever)
         deep = deep.withColumn("retrieval_rank", F.col("rank_in_source"))
         at50 = candidate_recall(deep, targets, [50])[50]
-        print(f"{method:<14} {at[10]:>9.4f} {at[20]:>9.4f} {at50:>9.4f} {seconds:>13.1f}", flush=True)
+        print(f"{method:<14} {ndcg[method].mean():>9.4f} {at[10]:>9.4f} {at[20]:>9.4f} {at50:>9.4f} {seconds:>13.1f}",
+              flush=True)
         cands.unpersist()
+    first, *others = ndcg
+    for method in others:
+        diff, low, high = paired_bootstrap_ci(ndcg[method], ndcg[first])
+        print(f"NDCG@10 {method} - {first}: {diff:+.4f} (95% CI {low:+.4f} .. {high:+.4f}, {len(ndcg[first]):,} users paired)")
 
 
 if __name__ == "__main__":

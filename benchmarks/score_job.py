@@ -38,7 +38,10 @@ def stage_rows(lake_root: Path) -> dict[str, dict]:
 def run_size(n_users: int, workdir: Path, conf: list[str], overrides: list[str], run_date: str) -> dict:
     lake = workdir / f"lake-{n_users}"
     common = [a for c in conf for a in ("--conf", c)] + [a for s in [f"lake.root={lake}", *overrides] for a in ("--set", s)]
-    ingest = ["--set", "ingest.sources=[games_full]", "--set", f"ingest.max_users={n_users}"]
+    # Co-occurrence candidates: a fresh lake has no fitted sequential retriever, and the score stage's
+    # cost (what this measures) does not depend on which retriever proposed the candidates.
+    ingest = ["--set", "ingest.sources=[games_full]", "--set", f"ingest.max_users={n_users}",
+              "--set", "retrieval.method=cooccurrence"]
     for args in (["ingest", *common, *ingest], ["nightly", "--run-date", run_date, *common, *ingest]):
         print("$ instructrec-batch", " ".join(args), flush=True)
         subprocess.run([*CLI, *args], cwd=REPO, check=True)

@@ -135,8 +135,9 @@ class SequentialRetrieverConfig(Section):
 
 
 class RetrievalConfig(Section):
-    # merged: co-occurrence and the sequential model by reciprocal-rank fusion (retrieval/merge.py).
-    method: Literal["cooccurrence", "als", "sequential", "merged"] = "cooccurrence"
+    # merged: co-occurrence and the sequential model by reciprocal-rank fusion (retrieval/merge.py), the
+    # best served lists measured (README, "Retrieval"); it needs a published retriever (`fit-retriever`).
+    method: Literal["cooccurrence", "als", "sequential", "merged"] = "merged"
     n_candidates: Annotated[int, Field(ge=1, le=20)] = 20  # 20: the candidate letters A..T (instructions.render)
     # How many of the user's latest items seed co-occurrence, and within how many positions a follower
     # counts; capped so that co-occurrence's packed (contribution, seed) key fits a long (cooccurrence.py).
@@ -289,10 +290,10 @@ class TuneConfig(Section):
     fusion_model_weights: list[NonNegativeFloat] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0]
     fusion_popularity_weights: list[NonNegativeFloat] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
     # Served when fewer than fusion_min_users validation users have their item retrieved (a small lake,
-    # the demo's): the weights fitted on the full Games set (README, "Two-stage ranking").
+    # the demo's): the weights fitted on the full Games set's merged candidates (README, "Two-stage ranking").
     fusion_min_users: NonNegative = 100
-    fusion_fallback_model_weight: NonNegativeFloat = 0.5
-    fusion_fallback_popularity_weight: NonNegativeFloat = 0.1
+    fusion_fallback_model_weight: NonNegativeFloat = 0.05
+    fusion_fallback_popularity_weight: NonNegativeFloat = 0.3
     resume: bool = True
 
 
@@ -356,6 +357,7 @@ class GateConfig(Section):
 class NightlyConfig(Section):
     gate: GateConfig = GateConfig()
     tune_if_missing: bool = True  # demo: tune a model when the registry has none
+    fit_retriever_if_missing: bool = True  # demo: fit the sequential retriever that retrieval.method needs, when the registry has none
     # Which users get prompts and scores. Candidates always learn from every user; `sample` scores a
     # seeded subset of sample_users, the same users every night (a hash of user id and seed), e.g. the
     # demo's, or a canary of a new model on a big lake.

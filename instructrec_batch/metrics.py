@@ -131,6 +131,11 @@ def per_user_ndcg(scores: np.ndarray, target_index: np.ndarray, k: int = 10) -> 
     """Each user's NDCG@k with one relevant item: 1/log2(rank + 1) when the target ranks in the top k
     (the tie rule of ``strict_ranks``), else 0; its mean equals ``ranking_metrics``' NDCG@k. The per-user
     values are what paired comparisons of two systems need."""
-    ranks = target_ranks(scores, target_index).astype(np.float64)
+    return ndcg_at_ranks(target_ranks(scores, target_index), k)
+
+
+def ndcg_at_ranks(ranks: np.ndarray, k: int = 10) -> np.ndarray:
+    """NDCG@k per user from the target's 1-based rank (0 or NaN: not ranked)."""
+    ranks = np.nan_to_num(np.asarray(ranks, dtype=np.float64), nan=0.0)
     hit = (ranks >= 1) & (ranks <= k)
     return np.where(hit, 1.0 / np.log2(np.where(hit, ranks, 1.0) + 1.0), 0.0)

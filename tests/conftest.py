@@ -40,6 +40,9 @@ def cfg(tmp_path):
             f"lake.root={tmp_path / 'lake'}",
             f"model.registry_dir={tmp_path / 'models'}",
             f"evaluation.report_dir={tmp_path / 'reports'}",
+            # No retriever is fitted on a test's lake; the merged default has its own tests
+            # (tests/pipeline/test_nightly.py, tests/retrieval/test_sequential.py).
+            "retrieval.method=cooccurrence",
         ]
     )
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -100,6 +100,8 @@ class FusionValidation:
     histories: list[list[str]]
     prompts: pd.DataFrame
     scorer: str
+    # The candidates the weights are fitted on: retrieval.method and the sequential retriever's version.
+    retrieval: dict = field(default_factory=dict)
 
 
 def fusion_validation_set(spark: "SparkSession", interactions: "DataFrame", items: "DataFrame",
@@ -131,7 +133,9 @@ def fusion_validation_set(spark: "SparkSession", interactions: "DataFrame", item
                if len(scorable) else pd.DataFrame())
     log.info("fusion validation: %d users, the item retrieved for %d (%.1f%%)", len(eval_set), len(scorable),
              100.0 * len(scorable) / max(1, len(eval_set)))
-    return FusionValidation(eval_set, scorable, all_histories, prompts, scorer)
+    retrieval = {"method": cfg.retrieval.method,
+                 "retriever": None if retriever is None else f"{retriever.name}/{retriever.version}"}
+    return FusionValidation(eval_set, scorable, all_histories, prompts, scorer, retrieval)
 
 
 def fit_fusion_for_model(model_dir: str, data: FusionValidation, cfg: Config) -> tuple[FusionParams, dict]:
@@ -166,6 +170,7 @@ def fit_fusion_for_model(model_dir: str, data: FusionValidation, cfg: Config) ->
         "ndcg@10_model_only": float(per_user_ndcg(model, es.target_index).mean()),
         "ndcg@10_fused": float(per_user_ndcg(fuse(model, ranks, popularity, params), es.target_index).mean()),
         "scorer": data.scorer,
+        "retrieval": data.retrieval,
         "seconds": round(time.time() - started, 1),
     }
     log.info("fusion: %s; %s", params, record)

@@ -151,7 +151,7 @@ def fit_retriever(cfg: Config, spark=None):
     print(f"published sequential retriever {retriever.name}/{retriever.version} at {retriever.path}")
     print(f"  fitted on {fitted['card']['users']:,} users in {fitted['card']['fit_seconds']:.0f} s; "
           f"held-out recall on {recall.get('users', 0):,} users: {shown}")
-    print("  serve it with --set retrieval.method=merged (co-occurrence + sequential) or sequential")
+    print(f"  candidates use it when retrieval.method is merged (the default) or sequential; now: {cfg.retrieval.method}")
     return retriever
 
 

@@ -1,6 +1,6 @@
 """`instructrec-batch demo`: the newcomer's tour on the bundled sample, no cluster, GPU or network.
 
-ingest -> model (registry's latest, else a short tuning run) -> nightly for the run date -> a few
+ingest -> models (the registry's latest, else a fitted retriever and a short tuning run) -> nightly for the run date -> a few
 users' histories and top-K titles -> a few users buy their top pick overnight -> the next date's
 nightly, which scores only the users whose inputs changed -> one SQL query over the output.
 """
@@ -49,6 +49,24 @@ def ensure_model(cfg: Config, spark=None) -> str:
           budget_minutes=cfg.tune.time_budget_minutes)
     made = commands.tune(cfg, spark)
     return f"{made.name}/{made.version} (tuned just now)"
+
+
+def ensure_retriever(cfg: Config, spark=None) -> str:
+    """The sequential retriever that retrieval.method needs: the registry's, else one fitted now (on the
+    bundled sample, seconds) before tuning, whose fusion fit retrieves with it."""
+    from ..retrieval import retriever_for
+
+    try:
+        found = retriever_for(cfg.retrieval, cfg.model.registry_dir)
+    except ModelNotFoundError:
+        if not cfg.nightly.fit_retriever_if_missing:
+            raise
+        event(log, "demo: no sequential retriever in the registry; fitting one now", method=cfg.retrieval.method)
+        made = commands.fit_retriever(cfg, spark)
+        return f"{made.name}/{made.version} (fitted just now)"
+    if found is None:
+        return f"none needed (retrieval.method={cfg.retrieval.method})"
+    return f"{found.name}/{found.version} (from the registry)"
 
 
 def show_users(lake: Lake, run_date: str, n_users: int = 3) -> None:
@@ -110,7 +128,8 @@ def run_demo(cfg: Config, run_date: str) -> None:
 
 def _tour(cfg: Config, run_date: str, spark, started: float) -> None:
     commands.ingest(cfg, run_date, spark)
-    _banner("2/5 model")
+    _banner("2/5 models: the sequential retriever, then the language model")
+    print(f"retriever: {ensure_retriever(cfg, spark)}")
     print(f"model: {ensure_model(cfg, spark)}")
     _banner(f"3/5 nightly for {run_date}: candidates -> prompts (Spark) -> score (Ray)")
     if cfg.nightly.score_users == "sample":

@@ -28,6 +28,7 @@ class ModelChoice:
     model_dir: str
     best_template_id: str | None
     fusion: dict | None = None  # the card's fitted score fusion (model/fusion.py), None: model-only
+    fusion_retrieval: str | None = None  # the retrieval.method the fusion was fitted on (None: not recorded)
 
 
 def choose_model(cfg: Config, required: bool) -> ModelChoice:
@@ -40,7 +41,9 @@ def choose_model(cfg: Config, required: bool) -> ModelChoice:
     try:
         mv = resolve(cfg.model)
         card = mv.card or {}
-        return ModelChoice(mv.name, mv.version, str(mv.merged_dir), card.get("best_template_id"), card.get("fusion"))
+        fitted_on = (card.get("fusion_fit") or {}).get("retrieval") or {}
+        return ModelChoice(mv.name, mv.version, str(mv.merged_dir), card.get("best_template_id"), card.get("fusion"),
+                           fitted_on.get("method"))
     except ModelNotFoundError:
         if required:
             raise
@@ -48,8 +51,15 @@ def choose_model(cfg: Config, required: bool) -> ModelChoice:
 
 
 def served_fusion(cfg: Config, model: ModelChoice) -> dict | None:
-    """The fusion weights scoring applies: the model card's, unless ``scoring.fusion: none``."""
-    return model.fusion if cfg.scoring.fusion == "model_card" else None
+    """The fusion weights scoring applies: the model card's, unless ``scoring.fusion: none``. Weights fitted
+    on another retrieval method's candidates still apply, with a warning that names the refit."""
+    if cfg.scoring.fusion != "model_card":
+        return None
+    if model.fusion and model.fusion_retrieval and model.fusion_retrieval != cfg.retrieval.method:
+        log.warning("the score fusion of %s/%s was fitted on retrieval.method=%s candidates, and this run retrieves "
+                    "with %s: refit it with `instructrec-batch fit-fusion` (same config)", model.name, model.version,
+                    model.fusion_retrieval, cfg.retrieval.method)
+    return model.fusion
 
 
 def served_users(candidates: DataFrame, cfg: Config) -> DataFrame:

@@ -1,7 +1,7 @@
 """Candidate generation in Spark: co-occurrence, a learned sequential model (SASRec) or both merged,
 back-filled by popularity, seen items excluded. ALS is the alternative personal retriever.
 
-Public API: build_candidates, leave_one_out, candidate_recall. Pure transforms: frames in, frames out
+Public API: build_candidates, leave_one_out, candidate_recall, target_retrieval_ranks. Pure transforms: frames in, frames out
 (the sequential retriever is a published registry version, retrieval/sequential.py).
 """
 
@@ -15,13 +15,13 @@ from ..errors import ModelNotFoundError
 from .als import als_scores
 from .cooccurrence import cooccurrence_candidates
 from .merge import reciprocal_rank_fusion
-from .metrics import candidate_recall
+from .metrics import candidate_recall, target_retrieval_ranks
 from .popularity import item_popularity, popular_unseen
 from .ranking import top_per_user
 from .sequential import FIT_COMMAND, Retriever, resolve_retriever, retriever_for, sequential_scores
 from .split import leave_one_out, sequence_index
 
-__all__ = ["SOURCE_FEATURES", "build_candidates", "leave_one_out", "candidate_recall", "resolve_retriever", "retriever_for", "Retriever"]
+__all__ = ["SOURCE_FEATURES", "build_candidates", "leave_one_out", "candidate_recall", "target_retrieval_ranks", "resolve_retriever", "retriever_for", "Retriever"]
 
 # The per-source features every candidates frame carries (nulls where a source did not offer the item).
 SOURCE_FEATURES = ("cooccurrence_rank", "cooccurrence_score", "sequential_rank", "sequential_score")

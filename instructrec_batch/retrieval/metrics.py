@@ -20,3 +20,11 @@ def candidate_recall(candidates: DataFrame, targets: DataFrame, ns: list[int]) -
     ).first()
     users = row["users"] or 0
     return {n: (row[f"hit_{n}"] or 0) / users if users else 0.0 for n in ns}
+
+
+def target_retrieval_ranks(candidates: DataFrame, targets: DataFrame) -> DataFrame:
+    """(user_id, retrieval_rank) for every target user: the target's place in the user's candidates, null
+    when it is not among them; per-user values for paired comparisons of two retrievers."""
+    return targets.select("user_id", "item_id").join(
+        candidates.select("user_id", "item_id", "retrieval_rank"), ["user_id", "item_id"], "left"
+    ).select("user_id", "retrieval_rank")

@@ -23,6 +23,7 @@ def test_fusion_fit_on_a_small_lake_uses_validation_users_and_falls_back_when_fe
     params, record = fit_fusion_for_model(str(tiny_model_dir), data, cfg)
     assert record["users"] == len(es) and record["users_with_item_retrieved"] == len(data.scorable)
     assert record["fitted"] is (len(data.scorable) >= cfg.tune.fusion_min_users)
+    assert record["retrieval"] == {"method": "cooccurrence", "retriever": None}, "the card says which candidates"
     if not record["fitted"]:
         assert (params.model_weight, params.popularity_weight) == (cfg.tune.fusion_fallback_model_weight,
                                                                    cfg.tune.fusion_fallback_popularity_weight)

@@ -69,6 +69,7 @@ def _cfg(tmp_path, tiny_model_dir, extra=()):
             "retrieval.sequential.dim=16",
             "retrieval.sequential.max_len=8",
             "retrieval.n_candidates=6",
+            "retrieval.method=cooccurrence",  # the sasrec baseline is fitted in the job; no published retriever
             "scoring.dtype=fp32",
             "instructions.max_prompt_tokens=400",
             *extra,

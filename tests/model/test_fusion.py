@@ -59,3 +59,18 @@ def test_fusion_round_trips_through_the_model_card(tmp_path, monkeypatch):
     assert FusionParams.from_card(choose_model(cfg, required=True).fusion) == params
     legacy = FusionParams.from_card({"rank_weight": 3.0, "popularity_weight": 0.5, "model_weight": 1.0})
     assert legacy.model_scale == "raw", "a card fitted before standardisation keeps its raw form"
+
+
+def test_serving_warns_when_the_fusion_was_fitted_on_other_candidates(caplog):
+    from instructrec_batch.config import load_config
+    from instructrec_batch.pipeline.stages import ModelChoice, served_fusion
+
+    weights = FusionParams(model_weight=0.2).to_card()
+    fitted_on = {m: ModelChoice("m", "v0001", "/m", None, weights, m) for m in ("cooccurrence", "merged")}
+    merged = load_config(overrides=["retrieval.method=merged"])
+    with caplog.at_level("WARNING", logger="instructrec_batch.pipeline.stages"):
+        assert served_fusion(merged, fitted_on["merged"]) == weights
+        assert not caplog.records
+        assert served_fusion(merged, fitted_on["cooccurrence"]) == weights, "the weights still apply"
+    assert "retrieval.method=cooccurrence" in caplog.text and "fit-fusion" in caplog.text
+    assert served_fusion(load_config(overrides=["scoring.fusion=none"]), fitted_on["cooccurrence"]) is None

@@ -24,6 +24,7 @@ def small_config(tmp_path, model_dir, users: int = 30, extra: list[str] | None =
             "scoring.block_rows=16",
             "scoring.top_k=5",
             "nightly.gate.max_fallback_share=0.9",
+            "retrieval.method=cooccurrence",  # nothing fitted here; test_nightly.py covers merged
             *(extra or []),
         ]
     )

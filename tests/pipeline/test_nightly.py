@@ -115,8 +115,10 @@ def test_nightly_on_native_spark_delta_keeps_runs_and_sql(tmp_path, spark, ray_l
 
 
 def test_nightly_with_the_merged_retriever_records_its_version(small_lake, spark, ray_local):
-    """fit-retriever publishes SASRec; candidates merge it with co-occurrence and name the version."""
-    from instructrec_batch.pipeline.commands import fit_retriever
+    """Without a retriever the stage names fit-retriever; the demo fits one (publishing SASRec) and then
+    finds it; candidates merge it with co-occurrence and name the version."""
+    from instructrec_batch.pipeline.demo import ensure_retriever
+    from instructrec_batch.retrieval import resolve_retriever
 
     cfg, lake = small_lake
     cfg = cfg.model_copy(update={"retrieval": cfg.retrieval.model_copy(update={
@@ -124,7 +126,9 @@ def test_nightly_with_the_merged_retriever_records_its_version(small_lake, spark
             "epochs": 2, "dim": 16, "max_len": 8, "validation_users": 50})})})
     with pytest.raises(Exception, match="fit-retriever"):
         run_spark_stages(cfg, D1, ("candidates",), spark=spark)
-    retriever = fit_retriever(cfg, spark=spark)
+    assert ensure_retriever(cfg, spark).endswith("(fitted just now)")
+    retriever = resolve_retriever(cfg.model.registry_dir, cfg.retrieval.sequential)
+    assert ensure_retriever(cfg, spark) == f"{retriever.name}/{retriever.version} (from the registry)"
     assert retriever.card["data_versions"]["interactions"] is not None and retriever.fit_holdout == 2
     run_nightly(cfg, D1, spark=spark)
     assert_invariants(lake, D1, cfg.scoring.top_k)

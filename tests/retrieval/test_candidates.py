@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from instructrec_batch.config import RetrievalConfig
-from instructrec_batch.retrieval import SOURCE_FEATURES, build_candidates, candidate_recall, leave_one_out
+from instructrec_batch.metrics import ndcg_at_ranks
+from instructrec_batch.retrieval import (SOURCE_FEATURES, build_candidates, candidate_recall, leave_one_out,
+                                         target_retrieval_ranks)
 
 # Tiny sequences with a clear pattern: i1 -> i2 -> i3 -> i4 is common; i9 is popular on its own.
 SEQUENCES = {
@@ -38,7 +41,7 @@ def collect(frame):
 
 
 # Spark plans are slow to run on a busy laptop: the co-occurrence result is built once per module.
-COOC = RetrievalConfig(n_candidates=4)
+COOC = RetrievalConfig(method="cooccurrence", n_candidates=4)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +113,7 @@ def test_leave_one_out_split(spark, small):
 def test_leave_one_out_candidates_never_contain_history(spark, small):
     interactions, users = small
     history, targets = leave_one_out(interactions)
-    cands = build_candidates(history, users, RetrievalConfig(n_candidates=5))
+    cands = build_candidates(history, users, RetrievalConfig(method="cooccurrence", n_candidates=5))
     hist = {(r.user_id, r.item_id) for r in history.collect()}
     pairs = {(r.user_id, r.item_id) for r in cands.collect()}
     assert not hist & pairs
@@ -127,6 +130,17 @@ def test_recall_counts_users_without_candidates(spark):
     assert candidate_recall(cands, targets, [1, 10]) == {1: 0.5, 10: 0.5}
 
 
+def test_per_user_target_ranks_and_their_ndcg(spark):
+    cands = spark.createDataFrame([("a", "x", 1), ("b", "z", 1), ("b", "y", 3), ("c", "w", 11)],
+                                  "user_id string, item_id string, retrieval_rank int")
+    targets = spark.createDataFrame([("a", "x", 3), ("b", "y", 2), ("c", "w", 4), ("d", "v", 1)],
+                                    "user_id string, item_id string, position long")
+    ranks = dict(target_retrieval_ranks(cands, targets).collect())
+    assert ranks == {"a": 1, "b": 3, "c": 11, "d": None}
+    ndcg = ndcg_at_ranks(np.array([ranks[u] for u in "abcd"], dtype=np.float64), 10)
+    assert ndcg.tolist() == [1.0, 0.5, 0.0, 0.0]
+
+
 def test_the_follower_table_broadcast_or_shuffled_gives_the_same_candidates(small, cooc_rows):
     interactions, users = small
     shuffled = COOC.model_copy(update={"followers_broadcast_rows": 0})
@@ -141,7 +155,7 @@ def test_a_tie_between_two_seeds_names_the_smaller_seed_id(spark):
     # u's seeds m1 (older) and m2 (newer) each lead to x with weight 1/2, and recency does not decay:
     # both contribute exactly 0.5, and the smaller id names the candidate (not the newer seed).
     sequences = {"u": ["m1", "m2"], "v": ["m1", "x"], "w": ["m2", "x"]}
-    cfg = RetrievalConfig(n_candidates=2, recency_decay=1.0)
+    cfg = RetrievalConfig(method="cooccurrence", n_candidates=2, recency_decay=1.0)
     rows = build_candidates(interactions_frame(spark, sequences), users_frame(spark, ["u"]), cfg).collect()
     (x,) = [r for r in rows if r.item_id == "x"]
     assert x.source == "cooccurrence" and x.retrieval_score == pytest.approx(1.0)
