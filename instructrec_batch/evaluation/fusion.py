@@ -73,11 +73,16 @@ def fused_matrix(eval_set: EvalSet, model_scores: np.ndarray, histories: list[li
 
 # ── the grid ─────────────────────────────────────────────────────────────────────────────────
 def fit_fusion(model_scores: np.ndarray, ranks: np.ndarray, popularity: np.ndarray, target_index: np.ndarray,
-               model_weights, popularity_weights) -> tuple[FusionParams, pd.DataFrame]:
+               model_weights, popularity_weights, popularity_tolerance: float = 0.0) -> tuple[FusionParams, pd.DataFrame]:
     """The (model, popularity) weight pair, next to a rank weight of 1, with the best mean NDCG@10; ties
     go to the first in grid order (smaller weights), so refits agree. A model weight of 0 means the
-    model adds nothing the retriever and popularity do not: the grid is free to say so. Returns the
-    params and every grid point's score."""
+    model adds nothing the retriever and popularity do not: the grid is free to say so.
+
+    ``popularity_tolerance``: the smallest popularity weight whose best point is within this much NDCG@10
+    of the best wins. A popularity weight above zero makes every purchase of an item a change in the
+    input of each user who has it among the candidates, and those users are scored again the next night
+    (README, "Incremental scoring"); a gain smaller than the fit can resolve is not worth that.
+    Returns the params and every grid point's score."""
     rows = []
     for w_model in model_weights:
         for w_pop in popularity_weights:
@@ -85,7 +90,9 @@ def fit_fusion(model_scores: np.ndarray, ranks: np.ndarray, popularity: np.ndarr
             value = per_user_ndcg(fuse(model_scores, ranks, popularity, params), target_index).mean()
             rows.append({"model_weight": float(w_model), "popularity_weight": float(w_pop), "ndcg": float(value)})
     grid = pd.DataFrame(rows)
-    best = grid.iloc[int(np.argmax(grid["ndcg"].to_numpy()))]
+    close = grid[grid["ndcg"] >= grid["ndcg"].max() - popularity_tolerance]
+    lightest = grid[grid["popularity_weight"] == close["popularity_weight"].min()]
+    best = lightest.iloc[int(np.argmax(lightest["ndcg"].to_numpy()))]
     return FusionParams(rank_weight=1.0, popularity_weight=float(best.popularity_weight),
                         model_weight=float(best.model_weight)), grid
 
@@ -152,7 +159,7 @@ def fit_fusion_for_model(model_dir: str, data: FusionValidation, cfg: Config) ->
     model[np.equal(es.candidates, None)] = np.nan
     ranks, popularity = rank_matrix(es), popularity_matrix(es, data.histories)
     params, grid = fit_fusion(model, ranks, popularity, es.target_index, cfg.tune.fusion_model_weights,
-                              cfg.tune.fusion_popularity_weights)
+                              cfg.tune.fusion_popularity_weights, cfg.tune.fusion_popularity_tolerance)
     retrieval = -ranks
     retrieval[np.equal(es.candidates, None)] = np.nan
     fitted = len(scorable) >= cfg.tune.fusion_min_users

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 _OPERATIONAL = {"time_budget_minutes", "checkpoint_every", "keep_checkpoints", "resume", "log_every",
                 "checkpoint_dir", "eval_batch_tokens", "fusion_users", "fusion_model_weights", "fusion_min_users",
                 "fusion_fallback_model_weight", "fusion_fallback_popularity_weight",
-                "fusion_popularity_weights"}
+                "fusion_popularity_weights", "fusion_popularity_tolerance"}
 
 
 def checkpoint_root(cfg: Config) -> Path:

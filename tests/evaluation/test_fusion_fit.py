@@ -33,3 +33,20 @@ def test_the_grid_keeps_the_retriever_order_when_the_model_is_noise():
     params, grid = fit_fusion(model, ranks, np.zeros((n, c)), target, [0.0, 1.0, 100.0], [0.0])
     assert params.model_weight == 0.0 and params.rank_weight == 1.0 and len(grid) == 3
     assert grid.set_index("model_weight")["ndcg"][0.0] > grid.set_index("model_weight")["ndcg"][100.0]
+
+
+def test_a_popularity_weight_must_gain_more_than_the_tolerance():
+    """Popularity that helps a little is dropped under the tolerance and kept when it helps more."""
+    rng = np.random.default_rng(5)
+    n, c = 400, 20
+    ranks = np.tile(np.arange(1, c + 1, dtype=float), (n, 1))
+    popularity = rng.uniform(0.001, 0.1, size=(n, c))
+    target = np.where(rng.random(n) < 0.5, np.argmax(popularity, axis=1), 5)  # popularity finds half the targets
+    model = np.zeros((n, c))
+    params, grid = fit_fusion(model, ranks, popularity, target, [0.0], [0.0, 1.0])
+    by_pop = grid.set_index("popularity_weight")["ndcg"]
+    gain = by_pop[1.0] - by_pop[0.0]
+    assert gain > 0 and params.popularity_weight == 1.0
+    for tolerance, expected in ((gain * 0.9, 1.0), (gain * 1.1, 0.0)):
+        chosen, _ = fit_fusion(model, ranks, popularity, target, [0.0], [0.0, 1.0], tolerance)
+        assert chosen.popularity_weight == expected
