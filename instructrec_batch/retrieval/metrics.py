@@ -11,10 +11,7 @@ def candidate_recall(candidates: DataFrame, targets: DataFrame, ns: list[int]) -
 
     Every target user counts in the denominator, including users that got no candidates at all.
     """
-    hits = targets.select("user_id", "item_id").join(
-        candidates.select("user_id", "item_id", "retrieval_rank"), ["user_id", "item_id"], "left"
-    )
-    row = hits.agg(
+    row = target_retrieval_ranks(candidates, targets).agg(
         F.count("*").alias("users"),
         *[F.sum(F.when(F.col("retrieval_rank") <= n, 1).otherwise(0)).alias(f"hit_{n}") for n in ns],
     ).first()
