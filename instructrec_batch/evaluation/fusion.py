@@ -8,7 +8,9 @@ with the best mean NDCG@10. Test users are never seen: their item is the last on
 validation history. Why a grid and not a learned ranker: on 390 validation users whose item was
 retrieved, a listwise linear model over the same features (and over the retrieval score and source as
 well) did no better in 2-fold cross-validation (NDCG@10 0.436-0.439 against 0.448 for this grid); two
-weights fit in a second, cannot overfit a few hundred users badly, and read plainly in the model card.
+weights fit in a second, cannot overfit a few hundred users badly, and read plainly in the model card;
+on the merged candidates a LightGBM lambdarank ranker did worse than the merged order itself (README,
+"Two-stage ranking").
 """
 
 from __future__ import annotations
@@ -145,6 +147,18 @@ def fusion_validation_set(spark: "SparkSession", interactions: "DataFrame", item
     return FusionValidation(eval_set, scorable, all_histories, prompts, scorer, retrieval)
 
 
+def validation_model_scores(data: FusionValidation, prompts: pd.DataFrame, score) -> np.ndarray:
+    """[users, candidates] model scores over the whole validation set: ``score(prompts)`` for the users
+    whose item was retrieved (their prompts, in ``data.scorable`` order), -inf for the others (the
+    grid's NDCG is 0 for them whatever it picks, so they need no model pass), NaN for padding."""
+    es, scorable = data.eval_set, data.scorable
+    model = np.full(es.candidates.shape, -np.inf)
+    if len(scorable):
+        model[np.isin(es.user_ids, scorable.user_ids)] = score(prompts)
+    model[np.equal(es.candidates, None)] = np.nan
+    return model
+
+
 def fit_fusion_for_model(model_dir: str, data: FusionValidation, cfg: Config) -> tuple[FusionParams, dict]:
     """Score the validation prompts with the published model and fit the weights; returns the params
     and the card's ``fusion_fit`` record (users, NDCG@10 of retrieval order, model-only and fused)."""
@@ -153,10 +167,8 @@ def fit_fusion_for_model(model_dir: str, data: FusionValidation, cfg: Config) ->
     started = time.time()
     loaded = load_model("fusion fit", model_dir, cfg)
     es, scorable = data.eval_set, data.scorable
-    model = np.full(es.candidates.shape, -np.inf)
-    if len(scorable):
-        model[np.isin(es.user_ids, scorable.user_ids)] = llm_scores(scorable, data.prompts, loaded, data.scorer, cfg)
-    model[np.equal(es.candidates, None)] = np.nan
+    model = validation_model_scores(data, data.prompts,
+                                    lambda prompts: llm_scores(scorable, prompts, loaded, data.scorer, cfg))
     ranks, popularity = rank_matrix(es), popularity_matrix(es, data.histories)
     params, grid = fit_fusion(model, ranks, popularity, es.target_index, cfg.tune.fusion_model_weights,
                               cfg.tune.fusion_popularity_weights, cfg.tune.fusion_popularity_tolerance)
