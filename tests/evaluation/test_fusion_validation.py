@@ -32,3 +32,5 @@ def test_fusion_fit_on_a_small_lake_uses_validation_users_and_falls_back_when_fe
     assert record["fitted"] and params.model_weight in cfg.tune.fusion_model_weights
     # The grid holds model weight 0 and popularity 0, the retrieval order itself: a fit never does worse.
     assert record["ndcg@10_fused"] >= record["ndcg@10_retrieval_order"] - 1e-12
+    low, high = record["fused_minus_retrieval_order_ci95"]
+    assert low <= record["ndcg@10_fused"] - record["ndcg@10_retrieval_order"] <= high, "the CI holds the mean"
