@@ -182,13 +182,14 @@ def _fit_and_store_fusion(cfg: Config, version, fusion_data):
     version = update_card(cfg.model, version.name, version.version, fusion=params.to_card(), fusion_fit=record)
     how = "fitted" if record["fitted"] else "NOT fitted (too few users; fallback weights)"
     low, high = record["fused_minus_retrieval_order_ci95"]
+    gain = record["ndcg@10_fused"] - record["ndcg@10_retrieval_order"]
+    # Too few users for a fit are too few for a CI as well.
+    ci = f"; fused - retrieval order {gain:+.4f}, 95% CI {low:+.4f} .. {high:+.4f} on these users" if record["fitted"] else ""
     print(f"fusion of {version.name}/{version.version} {how} on {record['users']} validation users "
           f"({record['users_with_item_retrieved']} with their item retrieved): NDCG@10 retrieval order "
           f"{record['ndcg@10_retrieval_order']:.4f}, model only {record['ndcg@10_model_only']:.4f}, fused "
           f"{record['ndcg@10_fused']:.4f} (model weight {params.model_weight}, popularity weight "
-          f"{params.popularity_weight}, rank weight 1); fused - retrieval order "
-          f"{record['ndcg@10_fused'] - record['ndcg@10_retrieval_order']:+.4f}, 95% CI {low:+.4f} .. {high:+.4f} "
-          f"on these users")
+          f"{params.popularity_weight}, rank weight 1){ci}")
     return version
 
 
