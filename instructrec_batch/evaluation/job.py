@@ -153,9 +153,33 @@ def _timed(timings: dict[str, float], step: str):
     log.info("%s: %.1f s", step, timings[step])
 
 
+def _sasrec_for_test_users(cfg: Config, test: Split, catalogue: list[str], timings: dict, notes: list[str]):
+    """The SASRec row's (model, index): the published retriever that retrieval.method serves with, when it
+    never saw a test item (fit_holdout >= 1), so the row measures the model the nightly uses and a full
+    lake skips a fresh fit (15 epochs, ~20 min on 2 cores, README "Retrieval"); otherwise one fitted here
+    on the test histories minus their last item."""
+    from ..retrieval import retriever_for
+    from ..retrieval.sequential import load_retriever, sasrec_params
+
+    try:
+        published = retriever_for(cfg.retrieval, cfg.model.registry_dir, min_holdout=1)
+    except ModelNotFoundError as err:
+        published = None
+        notes.append(f"SASRec: fitted here, the published retriever cannot serve ({err})")
+    if published is not None:
+        with _timed(timings, "sasrec load"):
+            model, index = load_retriever(str(published.path))
+        notes.append(f"SASRec: the published retriever {published.name}/{published.version} "
+                     f"(fit_holdout {published.fit_holdout}: it never saw a test item)")
+        return model, index
+    with _timed(timings, "sasrec train"):
+        model, index, losses = fit_sasrec(test, catalogue, sasrec_params(cfg.retrieval.sequential))
+    notes.append(f"SASRec loss by epoch: {losses[0]:.3f} → {losses[-1]:.3f} ({len(losses)} epochs)")
+    return model, index
+
+
 def run(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
     from ..retrieval import build_candidates, leave_one_out, retriever_for
-    from ..retrieval.sequential import sasrec_params
 
     e = cfg.evaluation
     if e.template_metric not in ranking_metrics(np.zeros((1, 2)), np.zeros(1, dtype=int), **PROTOCOL_METRICS["sampled"]):
@@ -210,9 +234,7 @@ def run(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
         matrices["retrieval", "retrieval"] = (sets["retrieval"], retrieval_order_scores(sets["retrieval"]))
         rows += rows_on(sets["retrieval"], matrices["retrieval", "retrieval"][1], "retrieval", populations)
     if "sasrec" in e.systems:
-        with _timed(timings, "sasrec train"):
-            model, index, losses = fit_sasrec(test, catalogue, sasrec_params(cfg.retrieval.sequential))
-        notes.append(f"SASRec loss by epoch: {losses[0]:.3f} → {losses[-1]:.3f} ({len(losses)} epochs)")
+        model, index = _sasrec_for_test_users(cfg, test, catalogue, timings, notes)
         with _timed(timings, "sasrec score"):
             for protocol, es in sets.items():
                 matrices[protocol, "sasrec"] = (es, sasrec_eval_scores((model, index), test, es))

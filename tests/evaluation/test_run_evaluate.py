@@ -146,3 +146,29 @@ def test_pick_template_takes_the_best_and_breaks_ties_by_id():
 
     assert pick_template({"T3-b": 0.2, "T3-a": 0.1}) == "T3-b"
     assert pick_template({"T3-b": 0.2, "T3-a": 0.2}) == "T3-a"
+
+
+def test_the_sasrec_row_is_the_published_retriever_when_retrieval_serves_one(spark, tmp_path, tiny_model_dir):
+    """With retrieval.method=merged the nightly serves a published SASRec; the evaluation's SASRec row is
+    that model (no second fit), and a retriever that saw the test items is refused for it."""
+    from instructrec_batch.retrieval.sequential import fit_retriever, publish_retriever
+
+    def run_with(holdout: int) -> str:
+        cfg = _cfg(tmp_path / f"h{holdout}", tiny_model_dir, [
+            "retrieval.method=merged", f"retrieval.sequential.fit_holdout={holdout}",
+            "evaluation.systems=[popularity, sasrec]", "evaluation.protocols=[sampled]"])
+        lake = Lake(cfg.lake, spark)
+        _write_lake(lake)
+        frame = lake.read_arrow("interactions").to_pandas().sort_values(["user_id", "position"])
+        sequences = frame.groupby("user_id")["item_id"].agg(list).to_dict()
+        fitted = fit_retriever(sequences, [f"i{i}" for i in range(N_ITEMS)], cfg.retrieval.sequential)
+        publish_retriever(cfg.model.registry_dir, cfg.retrieval.sequential, fitted, {"data_versions": {}})
+        result = evaluate_job.run(spark, lake, cfg)
+        assert ("sampled/all", "sasrec") in set(zip(result.table["protocol"], result.table["system"]))
+        return result.report_path.read_text()
+
+    served = run_with(holdout=2)
+    assert "the published retriever sasrec-games/v0001 (fit_holdout 2" in served
+    assert "sasrec load" in served and "sasrec train" not in served
+    saw_tests = run_with(holdout=0)
+    assert "SASRec: fitted here, the published retriever cannot serve" in saw_tests and "sasrec train" in saw_tests
