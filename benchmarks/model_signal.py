@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from instructrec_batch.config import load_config
-from instructrec_batch.evaluation.fusion import (fusion_validation_set, paired_bootstrap_ci, rank_matrix,
+from instructrec_batch.evaluation.baselines import retrieval_order_scores
+from instructrec_batch.evaluation.fusion import (fit_fusion, fusion_validation_set, paired_bootstrap_ci, rank_matrix,
                                                  validation_model_scores)
 from instructrec_batch.evaluation.llm import llm_scores, load_model
 from instructrec_batch.instructions import load_template_library
@@ -35,7 +36,7 @@ from instructrec_batch.instructions.fields import history_lines
 from instructrec_batch.lake import Lake
 from instructrec_batch.metrics import per_user_ndcg
 from instructrec_batch.model.base import base_model_dir
-from instructrec_batch.model.fusion import FusionParams, fuse
+from instructrec_batch.model.fusion import fuse
 from instructrec_batch.model.registry import resolve
 from instructrec_batch.pipeline.stages import read_validated_inputs
 from instructrec_batch.spark import spark_session
@@ -108,19 +109,20 @@ def main() -> None:
 
     ranks, target = rank_matrix(es), es.target_index
     no_popularity = np.zeros(ranks.shape)
-    retrieval = per_user_ndcg(np.where(np.equal(es.candidates, None), np.nan, -ranks), target)
+    retrieval = per_user_ndcg(retrieval_order_scores(es), target)
     print(f"model {version.name}/{version.version}, scorer {data.scorer}; retrieval order NDCG@10 {retrieval.mean():.4f}")
     print(f"{'variant':<16} {'alone':>7} {'fused':>7} {'weight':>6} {'fused - retrieval (95% CI)':>32} {'model s':>8} "
           f"{'unscored':>8}")
     scored_rows = np.isin(es.user_ids, data.scorable.user_ids)
     for name, (matrix, seconds) in variants.items():
-        fused = {w: per_user_ndcg(fuse(matrix, ranks, no_popularity, FusionParams(1.0, 0.0, w)), target)
-                 for w in cfg.tune.fusion_model_weights if w > 0}
-        weight = max(fused, key=lambda w: fused[w].mean())
-        diff, low, high = paired_bootstrap_ci(fused[weight], retrieval)
+        # The tune job's own grid and tie-break, popularity held at 0, the model always in.
+        params, _ = fit_fusion(matrix, ranks, no_popularity, target,
+                               [w for w in cfg.tune.fusion_model_weights if w > 0], [0.0])
+        fused, weight = per_user_ndcg(fuse(matrix, ranks, no_popularity, params), target), params.model_weight
+        diff, low, high = paired_bootstrap_ci(fused, retrieval)
         # A prompt past the token limit is quarantined, not scored: its user then counts as a miss.
         unscored = int((~np.isfinite(matrix[scored_rows]) & ~np.equal(es.candidates[scored_rows], None)).any(axis=1).sum())
-        print(f"{name:<16} {per_user_ndcg(matrix, target).mean():>7.4f} {fused[weight].mean():>7.4f} {weight:>6} "
+        print(f"{name:<16} {per_user_ndcg(matrix, target).mean():>7.4f} {fused.mean():>7.4f} {weight:>6} "
               f"{diff:>+10.4f} ({low:+.4f} .. {high:+.4f}) {' ':>4} {seconds:>8.0f} {unscored:>8}")
 
 

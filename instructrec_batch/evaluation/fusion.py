@@ -26,7 +26,7 @@ import pandas as pd
 from ..config import Config
 from ..metrics import per_user_ndcg
 from ..model.fusion import FusionParams, fuse
-from .baselines import popularity_counts, popularity_scores
+from .baselines import popularity_counts, popularity_scores, retrieval_order_scores
 from .protocols import EvalSet, leave_one_out_split, retrieval_set, sample_users
 
 if TYPE_CHECKING:
@@ -173,8 +173,7 @@ def fit_fusion_for_model(model_dir: str, data: FusionValidation, cfg: Config) ->
     ranks, popularity = rank_matrix(es), popularity_matrix(es, data.histories)
     params, grid = fit_fusion(model, ranks, popularity, es.target_index, cfg.tune.fusion_model_weights,
                               cfg.tune.fusion_popularity_weights, cfg.tune.fusion_popularity_tolerance)
-    retrieval = -ranks
-    retrieval[np.equal(es.candidates, None)] = np.nan
+    retrieval = retrieval_order_scores(es)
     fitted = len(scorable) >= cfg.tune.fusion_min_users
     if not fitted:
         log.warning("only %d validation users have their item among the candidates (tune.fusion_min_users=%d): "
