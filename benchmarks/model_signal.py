@@ -113,7 +113,7 @@ def main() -> None:
     print(f"model {version.name}/{version.version}, scorer {data.scorer}; retrieval order NDCG@10 {retrieval.mean():.4f}")
     print(f"{'variant':<16} {'alone':>7} {'fused':>7} {'weight':>6} {'fused - retrieval (95% CI)':>32} {'model s':>8} "
           f"{'unscored':>8}")
-    scored_rows = np.isin(es.user_ids, data.scorable.user_ids)
+    scored_rows = es.has_users(data.scorable.user_ids)
     for name, (matrix, seconds) in variants.items():
         # The tune job's own grid and tie-break, popularity held at 0, the model always in.
         params, _ = fit_fusion(matrix, ranks, no_popularity, target,

@@ -60,8 +60,7 @@ def main() -> None:
         ranks = target_retrieval_ranks(cands, targets).toPandas().sort_values("user_id")
         ndcg[method] = ndcg_at_ranks(ranks["retrieval_rank"].to_numpy(dtype=np.float64), 10)
         # Past the candidates table's 20: the personal list alone, cut at 50 (no popularity back-fill).
-        # model_copy does not validate, so n_candidates may exceed the 20 candidate letters here.
-        deep = _personal(history, users, seen, rcfg.model_copy(update={"n_candidates": 50}), retriever)
+        deep = _personal(history, users, seen, rcfg, retriever, 50)
         deep = deep.withColumn("retrieval_rank", F.col("rank_in_source"))
         at50 = candidate_recall(deep, targets, [50])[50]
         print(f"{method:<14} {ndcg[method].mean():>9.4f} {at[10]:>9.4f} {at[20]:>9.4f} {at50:>9.4f} {seconds:>13.1f}",

@@ -51,9 +51,12 @@ def paired_bootstrap_ci(a: np.ndarray, b: np.ndarray, n_resamples: int = 2000, s
 
 # ── features of an eval set, aligned with its candidate matrix ─────────────────────────────
 def rank_matrix(eval_set: EvalSet) -> np.ndarray:
-    """Retrieval rank per candidate: the column + 1 in the retrieval protocol, NaN (not ranked by the
-    retriever) in the sampled protocol, whose candidates are random."""
+    """Retrieval rank per candidate: the set's own ``ranks`` when it carries them (sampled candidates
+    ordered by ``protocols.rank_by_retrieval``), else the column + 1 in the retrieval protocol, else NaN
+    (not ranked by the retriever)."""
     n, c = eval_set.candidates.shape
+    if eval_set.ranks is not None:
+        return eval_set.ranks.astype(np.float64)
     if eval_set.protocol != "retrieval":
         return np.full((n, c), np.nan)
     return np.tile(np.arange(1, c + 1, dtype=np.float64), (n, 1))
@@ -154,7 +157,7 @@ def validation_model_scores(data: FusionValidation, prompts: pd.DataFrame, score
     es, scorable = data.eval_set, data.scorable
     model = np.full(es.candidates.shape, -np.inf)
     if len(scorable):
-        model[np.isin(es.user_ids, scorable.user_ids)] = score(prompts)
+        model[es.has_users(scorable.user_ids)] = score(prompts)
     model[np.equal(es.candidates, None)] = np.nan
     return model
 

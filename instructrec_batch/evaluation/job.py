@@ -84,10 +84,8 @@ def rows_on(eval_set: EvalSet, scores: np.ndarray, system: str, populations: dic
     """The same system's rows on each population (a population is a set of user ids)."""
     out = []
     for population, users in populations.items():
-        keep = np.isin(eval_set.user_ids, users)
-        sub = EvalSet(eval_set.protocol, eval_set.split, eval_set.user_ids[keep], eval_set.candidates[keep],
-                      eval_set.target_index[keep], eval_set.targets[keep])
-        out += metric_rows(sub, scores[keep], system, population)
+        keep = eval_set.has_users(users)
+        out += metric_rows(eval_set.rows(keep), scores[keep], system, population)
     return out
 
 
@@ -96,7 +94,7 @@ def per_user_table(matrices: dict, users: np.ndarray) -> pd.DataFrame:
     the per-user values the paired confidence intervals are computed from (kept in the report)."""
     parts = []
     for (protocol, system), (es, scores) in sorted(matrices.items()):
-        keep = np.isin(es.user_ids, users)
+        keep = es.has_users(users)
         parts.append(pd.DataFrame({
             "protocol": protocol, "system": system, "user_id": es.user_ids[keep],
             "target_rank": target_ranks(scores[keep], es.target_index[keep]),
@@ -178,8 +176,51 @@ def _sasrec_for_test_users(cfg: Config, test: Split, catalogue: list[str], timin
     return model, index
 
 
+def _retrieval_ordered_sets(spark, cfg: Config, history, targets, test: Split, sampled: EvalSet | None,
+                            notes: list[str]) -> dict[str, EvalSet]:
+    """The retrieval protocol's set (the retrieval stage's top-N of every test user), and the sampled set
+    with the retrieval stage's order of its candidates (``protocols.rank_by_retrieval``), from one list
+    per user deep enough to hold every item a personal source offers (``2 * merge_depth``); beyond it
+    the stage's order is popularity's, its back-fill. The sampled set then measures the served score
+    (model fused with retrieval rank) and the retrieval order too; without a retriever that never saw a
+    test item it stays unordered (its fused row is the model alone), and the notes say why."""
+    from ..retrieval import build_candidates, retriever_for
+    from .protocols import rank_by_retrieval
+
+    e, r = cfg.evaluation, cfg.retrieval
+    out: dict[str, EvalSet] = {}
+    if not {"retrieval", "tuned_fused"} & set(e.systems):
+        sampled = None  # no system uses the order of sampled candidates: spare the Spark work
+    if "retrieval" not in e.protocols and sampled is None:
+        return out
+    try:
+        retriever = retriever_for(r, cfg.model.registry_dir, min_holdout=1)  # never saw a test item
+    except ModelNotFoundError as err:
+        if "retrieval" in e.protocols:
+            raise
+        notes.append(f"sampled: candidates not ordered by retrieval ({err}): its tuned_fused row is the model alone")
+        return {"sampled": sampled}
+    depth = max(r.n_candidates, 2 * r.merge_depth) if sampled is not None else r.n_candidates
+    lists = build_candidates(history, targets.select("user_id"), r, retriever, n=depth)
+    lists = lists.select("user_id", "item_id", "retrieval_rank").cache()
+    try:
+        if "retrieval" in e.protocols:
+            top = lists.where(lists.retrieval_rank <= r.n_candidates).toPandas()
+            out["retrieval"] = retrieval_set(test, top, r.n_candidates)
+        if sampled is not None:
+            pairs = spark.createDataFrame(sampled.candidates_frame()[["user_id", "item_id"]])
+            listed = lists.join(pairs, ["user_id", "item_id"]).toPandas()
+            out["sampled"] = rank_by_retrieval(sampled, listed, popularity_counts(test.histories))
+            notes.append(f"sampled: candidates ordered as the retrieval stage would ({r.method}; its top "
+                         f"{depth}, then popularity): {len(listed) / max(1, len(sampled)):.2f} of the "
+                         f"{sampled.candidates.shape[1]} candidates per user are in that list")
+    finally:
+        lists.unpersist()
+    return {"sampled": out.pop("sampled"), **out} if "sampled" in out else out
+
+
 def run(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
-    from ..retrieval import build_candidates, leave_one_out, retriever_for
+    from ..retrieval import leave_one_out
 
     e = cfg.evaluation
     if e.template_metric not in ranking_metrics(np.zeros((1, 2)), np.zeros(1, dtype=int), **PROTOCOL_METRICS["sampled"]):
@@ -208,11 +249,9 @@ def run(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
     if "sampled" in e.protocols:
         with _timed(timings, "sampled candidates"):
             sets["sampled"] = sampled_set(test, catalogue, e.n_negatives, e.seed)
-    if "retrieval" in e.protocols:
-        with _timed(timings, "retrieval candidates"):
-            retriever = retriever_for(cfg.retrieval, cfg.model.registry_dir, min_holdout=1)  # never saw a test item
-            cands = build_candidates(history, targets.select("user_id"), cfg.retrieval, retriever).toPandas()
-            sets["retrieval"] = retrieval_set(test, cands, cfg.retrieval.n_candidates)
+    with _timed(timings, "retrieval candidates"):
+        sets.update(_retrieval_ordered_sets(spark, cfg, history, targets, test, sets.get("sampled"), notes))
+    if "retrieval" in sets:
         found = float(np.mean(sets["retrieval"].target_index >= 0))
         notes.append(f"retrieval protocol: the target is in the top-{cfg.retrieval.n_candidates} for "
                      f"{found:.1%} of test users: no reranker can score above that on Recall@{cfg.retrieval.n_candidates}")
@@ -230,9 +269,11 @@ def run(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
         for protocol, es in sets.items():
             matrices[protocol, "popularity"] = (es, popularity_scores(es, popularity))
             rows += rows_on(es, matrices[protocol, "popularity"][1], "popularity", populations)
-    if "retrieval" in e.systems and "retrieval" in sets:
-        matrices["retrieval", "retrieval"] = (sets["retrieval"], retrieval_order_scores(sets["retrieval"]))
-        rows += rows_on(sets["retrieval"], matrices["retrieval", "retrieval"][1], "retrieval", populations)
+    if "retrieval" in e.systems:
+        for protocol, es in sets.items():
+            if protocol == "retrieval" or es.ranks is not None:
+                matrices[protocol, "retrieval"] = (es, retrieval_order_scores(es))
+                rows += rows_on(es, matrices[protocol, "retrieval"][1], "retrieval", populations)
     if "sasrec" in e.systems:
         model, index = _sasrec_for_test_users(cfg, test, catalogue, timings, notes)
         with _timed(timings, "sasrec score"):
@@ -389,7 +430,7 @@ def _scores_for(full: EvalSet, part: EvalSet, part_scores: np.ndarray | None) ->
     """``part``'s scores placed in ``full``'s [n, c] matrix; users outside ``part`` stay unscored (-inf)."""
     scores = full.align(pd.DataFrame({"user_id": [], "item_id": [], "score": []}))
     if part_scores is not None:
-        scores[np.isin(full.user_ids, part.user_ids)] = part_scores
+        scores[full.has_users(part.user_ids)] = part_scores
     return scores
 
 

@@ -7,8 +7,8 @@
 mean title log-likelihoods differ in level and spread from user to user (prompt length, history), and
 the rank prior does not, so one weight fits all users only on a common scale (measured on validation
 users: +2% NDCG@10 over raw scores). ``retrieval_rank`` is the candidate's place in the retrieval
-stage's list (1 = first; a candidate the retriever did not rank, as in the sampled protocol, counts as
-rank ``n + 1``); ``popularity`` is the share of users who interacted with the item. The weights are
+stage's list (1 = first; in the evaluate job's sampled protocol, the retrieval stage's order of the
+sampled candidates; a candidate nobody ranked counts as rank ``n + 1``); ``popularity`` is the share of users who interacted with the item. The weights are
 fitted on validation users (``evaluation.fusion.fit_fusion``; the tune job and ``fit-fusion`` command),
 stored in the model card under ``fusion``, and applied unchanged by ``score`` and ``evaluate``. Why:
 the retriever's order is a strong signal that a 135M model discards when it reranks alone (README,

@@ -35,7 +35,7 @@ def _with_null_features(frame: DataFrame, names) -> DataFrame:
 
 
 def _personal(interactions: DataFrame, served: DataFrame, seen: DataFrame, cfg: RetrievalConfig,
-              retriever: Retriever | None) -> DataFrame:
+              retriever: Retriever | None, n: int) -> DataFrame:
     """user_id, item_id, score, rank_in_source, source and SOURCE_FEATURES from the personal retriever(s)."""
     if cfg.method == "als":
         als = top_per_user(als_scores(interactions, served, cfg).join(seen, ["user_id", "item_id"], "left_anti"),
@@ -44,7 +44,7 @@ def _personal(interactions: DataFrame, served: DataFrame, seen: DataFrame, cfg: 
             "reason_item_id", F.lit(None).cast("string"))
     ranked: dict[str, DataFrame] = {}
     indexed = sequence_index(interactions)  # one window over the interactions for both sources
-    depth = cfg.n_candidates if cfg.method == "cooccurrence" else cfg.merge_depth
+    depth = n if cfg.method == "cooccurrence" else cfg.merge_depth
     if cfg.method in ("cooccurrence", "merged"):
         ranked["cooccurrence"] = cooccurrence_candidates(indexed, served, cfg, depth)
     if cfg.method in ("sequential", "merged"):
@@ -60,11 +60,11 @@ def _personal(interactions: DataFrame, served: DataFrame, seen: DataFrame, cfg: 
         (only,) = ranked
         merged = merged.withColumn("score", F.col(f"{only}_score"))
     absent = [c for c in SOURCE_FEATURES if c.rsplit("_", 1)[0] not in ranked]
-    return top_per_user(_with_null_features(merged, absent), cfg.n_candidates)
+    return top_per_user(_with_null_features(merged, absent), n)
 
 
 def build_candidates(interactions: DataFrame, users: DataFrame, cfg: RetrievalConfig,
-                     retriever: Retriever | None = None) -> DataFrame:
+                     retriever: Retriever | None = None, n: int | None = None) -> DataFrame:
     """user_id, item_id, retrieval_rank (1..N), retrieval_score, source, SOURCE_FEATURES and
     reason_item_id (the history item behind a co-occurrence candidate, else null) for every user in `users`.
 
@@ -73,12 +73,13 @@ def build_candidates(interactions: DataFrame, users: DataFrame, cfg: RetrievalCo
     when the catalogue has N unseen ones. Users without interactions get popularity only. An item the
     user interacted with is never a candidate. retrieval_score is comparable only within a source;
     retrieval_rank is the order to use. `retriever`: the published sequential model (methods
-    sequential and merged).
+    sequential and merged). `n`: the list's length, `retrieval.n_candidates` unless given; a longer list
+    starts with the same items in the same order (the evaluate job orders sampled candidates by one).
     """
-    n = cfg.n_candidates
+    n = n or cfg.n_candidates
     served = users.select("user_id").distinct()
     seen = interactions.select("user_id", "item_id").distinct()
-    personal = _personal(interactions, served, seen, cfg, retriever).withColumn("priority", F.lit(0))
+    personal = _personal(interactions, served, seen, cfg, retriever, n).withColumn("priority", F.lit(0))
     # Ask popularity for n per user beyond the seen ones; the personal picks are removed after the
     # union, so at most n popular items can be lost to them: 2n is always enough.
     popular = popular_unseen(served, seen, item_popularity(interactions), 2 * n).withColumn(

@@ -126,3 +126,31 @@ def test_scoring_only_retrieved_users_gives_the_same_metrics():
     skipped = _scores_for(es, part, every[retrieved])
     assert list(skipped[2, :2]) == [-np.inf, -np.inf] and np.isnan(skipped[2, 2])
     assert metric_rows(es, skipped, "s", "all") == metric_rows(es, every, "s", "all")
+
+
+def test_sampled_candidates_take_the_retrieval_stage_order():
+    from instructrec_batch.evaluation.fusion import fused_matrix, rank_matrix
+    from instructrec_batch.evaluation.protocols import EvalSet, rank_by_retrieval
+    from instructrec_batch.model.fusion import FusionParams
+
+    es = EvalSet("sampled", "test", np.array(["u1", "u2"], dtype=object),
+                 np.array([["a", "b", "c", "d"], ["b", "e", "a", None]], dtype=object),
+                 np.array([1, 0]), np.array(["b", "b"], dtype=object))
+    # u1's list holds c (rank 3) and a (rank 40); b and d are not in it: d (9 users) before b (5).
+    # u2's list holds nothing; e and a tie on popularity: item id breaks it.
+    listed = pd.DataFrame({"user_id": ["u1", "u1", "u2"], "item_id": ["c", "a", "x"], "retrieval_rank": [3, 40, 1]})
+    popularity = pd.Series({"b": 5.0, "d": 9.0, "e": 2.0, "a": 2.0})
+    ordered = rank_by_retrieval(es, listed, popularity)
+    assert ordered.ranks[0].tolist() == [2, 4, 1, 3]
+    assert ordered.ranks[1, :3].tolist() == [1, 3, 2] and np.isnan(ordered.ranks[1, 3])
+    assert (ordered.candidates == es.candidates).all()  # the prompts' layout (columns) is unchanged
+    order = retrieval_order_scores(ordered)
+    assert order[0].tolist() == [-2, -4, -1, -3] and np.isnan(order[1, 3])
+    assert rank_matrix(ordered.subset(["u2"]))[0, :3].tolist() == [1, 3, 2]  # ranks follow a subset
+    # The served score on these ranks, by hand: model 0.5 x z(model) - log(rank), popularity weight 0.
+    model = np.array([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, np.nan]])
+    z = (model[0] - 2.5) / np.std(model[0])
+    fused = fused_matrix(ordered, model, [], FusionParams(model_weight=0.5, popularity_weight=0.0))
+    np.testing.assert_allclose(fused[0], 0.5 * z - np.log([2, 4, 1, 3]))
+    np.testing.assert_allclose(fused[1, :3], -np.log([1, 3, 2]))
+    assert np.isnan(fused[1, 3])

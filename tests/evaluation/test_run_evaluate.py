@@ -97,7 +97,7 @@ def test_every_system_table_report_and_template_feedback(spark, tmp_path, tiny_m
     stored = lake.read_arrow("eval_runs").to_pandas()
     assert len(stored) == len(table) and set(stored["run_id"]) == {result.run_id}
     got = set(zip(table["protocol"], table["system"]))
-    for system in ("popularity", "sasrec", "base_zero_shot", "tuned_verbalizer", "tuned_likelihood"):
+    for system in ("popularity", "retrieval", "sasrec", "base_zero_shot", "tuned_verbalizer", "tuned_likelihood"):
         assert ("sampled/llm_sample", system) in got
     assert ("sampled/all", "sasrec") in got
     assert ("sampled/all", "base_zero_shot") not in got  # LLM rows only on the sample
@@ -134,7 +134,12 @@ def test_seeded_rerun_gives_identical_numbers(spark, tmp_path, tiny_model_dir):
     assert first.table[cols].equals(second.table[cols])
     assert len(lake.read_arrow("eval_runs")) == 2 * len(first.table)  # appended, nothing replaced
     got = set(zip(first.table["protocol"], first.table["system"]))
-    assert {("retrieval/all", "retrieval"), ("retrieval/llm_sample", "sasrec"), ("sampled/all", "popularity")} <= got
+    assert {("retrieval/all", "retrieval"), ("retrieval/llm_sample", "sasrec"), ("sampled/all", "popularity"),
+            ("sampled/all", "retrieval")} <= got
+    # The sampled candidates in the retrieval stage's order: a target at retrieval rank r has at most r - 1
+    # sampled negatives before it, so per user (and on average) NDCG@10 is at least the retrieval protocol's.
+    rows = first.table.set_index(["protocol", "system", "metric"])["value"]
+    assert rows["sampled/all", "retrieval", "NDCG@10"] >= rows["retrieval/all", "retrieval", "NDCG@10"] - 1e-9
     metrics = set(first.table.loc[first.table.protocol == "retrieval/all", "metric"])
     assert {"Recall@10", "Recall@20", "NDCG@10", "NDCG@20"} <= metrics
     pngs = sorted(p.name for p in first.report_path.parent.glob("*.png"))
@@ -156,7 +161,7 @@ def test_the_sasrec_row_is_the_published_retriever_when_retrieval_serves_one(spa
     def run_with(holdout: int) -> str:
         cfg = _cfg(tmp_path / f"h{holdout}", tiny_model_dir, [
             "retrieval.method=merged", f"retrieval.sequential.fit_holdout={holdout}",
-            "evaluation.systems=[popularity, sasrec]", "evaluation.protocols=[sampled]"])
+            "evaluation.systems=[popularity, retrieval, sasrec]", "evaluation.protocols=[sampled]"])
         lake = Lake(cfg.lake, spark)
         _write_lake(lake)
         frame = lake.read_arrow("interactions").to_pandas().sort_values(["user_id", "position"])
@@ -170,5 +175,8 @@ def test_the_sasrec_row_is_the_published_retriever_when_retrieval_serves_one(spa
     served = run_with(holdout=2)
     assert "the published retriever sasrec-games/v0001 (fit_holdout 2" in served
     assert "sasrec load" in served and "sasrec train" not in served
+    assert "sampled: candidates ordered as the retrieval stage would (merged" in served
     saw_tests = run_with(holdout=0)
     assert "SASRec: fitted here, the published retriever cannot serve" in saw_tests and "sasrec train" in saw_tests
+    # The retriever saw the test items: it cannot order them, and the sampled rows say so.
+    assert "sampled: candidates not ordered by retrieval" in saw_tests

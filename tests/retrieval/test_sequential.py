@@ -4,6 +4,7 @@ in-process inference, the merge with co-occurrence, and a clear error without a 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -133,3 +134,9 @@ def test_merged_candidates_keep_n_distinct_unseen_items_and_record_their_sources
         assert cands["cooccurrence_rank"].isna().all()
     # The test item was never seen in the fit (holdout 2) and the rule is learnable: found for most users.
     assert candidate_recall(spark.createDataFrame(cands), targets, [10])[10] > 0.5
+    # A deeper list starts with the same items in the same order (the evaluate job cuts one at N).
+    deep = build_candidates(history, targets.select("user_id"), cfg, retriever, n=25).toPandas()
+    key = ["user_id", "retrieval_rank", "item_id", "source"]
+    head = deep[deep["retrieval_rank"] <= 10][key].sort_values(key[:2]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(head, cands[key].sort_values(key[:2]).reset_index(drop=True))
+    assert (deep.groupby("user_id").size() == 25).all()
