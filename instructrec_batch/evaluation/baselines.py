@@ -26,16 +26,11 @@ def popularity_scores(eval_set: EvalSet, popularity: pd.Series) -> np.ndarray:
 
 
 def retrieval_order_scores(eval_set: EvalSet) -> np.ndarray:
-    """The retrieval stage's order as scores: -rank, from the set's ``ranks`` when it carries them,
-    else the retrieval protocol's columns (column j holds retrieval rank j + 1). A sampled set without
-    ranks has no retrieval order."""
-    n, c = eval_set.candidates.shape
-    if eval_set.ranks is not None:
-        scores = -eval_set.ranks.astype(np.float64)
-    elif eval_set.protocol == "retrieval":
-        scores = np.tile(-np.arange(1, c + 1, dtype=np.float64), (n, 1))
-    else:
+    """The retrieval stage's order as scores: -rank from the set's ``ranks`` (in the retrieval protocol
+    column j holds rank j + 1). A sampled set nobody ordered has no retrieval order."""
+    if eval_set.ranks is None:
         raise ValueError("these sampled candidates carry no retrieval order (protocols.rank_by_retrieval)")
+    scores = -eval_set.ranks.astype(np.float64)
     scores[np.equal(eval_set.candidates, None)] = np.nan
     return scores
 

@@ -51,15 +51,12 @@ def paired_bootstrap_ci(a: np.ndarray, b: np.ndarray, n_resamples: int = 2000, s
 
 # ── features of an eval set, aligned with its candidate matrix ─────────────────────────────
 def rank_matrix(eval_set: EvalSet) -> np.ndarray:
-    """Retrieval rank per candidate: the set's own ``ranks`` when it carries them (sampled candidates
-    ordered by ``protocols.rank_by_retrieval``), else the column + 1 in the retrieval protocol, else NaN
-    (not ranked by the retriever)."""
-    n, c = eval_set.candidates.shape
-    if eval_set.ranks is not None:
-        return eval_set.ranks.astype(np.float64)
-    if eval_set.protocol != "retrieval":
-        return np.full((n, c), np.nan)
-    return np.tile(np.arange(1, c + 1, dtype=np.float64), (n, 1))
+    """Retrieval rank per candidate: the set's ``ranks`` (the column + 1 in the retrieval protocol, the
+    retrieval stage's order of sampled candidates from ``protocols.rank_by_retrieval``), else NaN (not
+    ranked by the retriever)."""
+    if eval_set.ranks is None:
+        return np.full(eval_set.candidates.shape, np.nan)
+    return eval_set.ranks.astype(np.float64)
 
 
 def popularity_matrix(eval_set: EvalSet, histories: list[list[str]]) -> np.ndarray:

@@ -204,9 +204,6 @@ def _retrieval_ordered_sets(spark, cfg: Config, history, targets, test: Split, s
     lists = build_candidates(history, targets.select("user_id"), r, retriever, n=depth)
     lists = lists.select("user_id", "item_id", "retrieval_rank").cache()
     try:
-        if "retrieval" in e.protocols:
-            top = lists.where(lists.retrieval_rank <= r.n_candidates).toPandas()
-            out["retrieval"] = retrieval_set(test, top, r.n_candidates)
         if sampled is not None:
             pairs = spark.createDataFrame(sampled.candidates_frame()[["user_id", "item_id"]])
             listed = lists.join(pairs, ["user_id", "item_id"]).toPandas()
@@ -214,9 +211,12 @@ def _retrieval_ordered_sets(spark, cfg: Config, history, targets, test: Split, s
             notes.append(f"sampled: candidates ordered as the retrieval stage would ({r.method}; its top "
                          f"{depth}, then popularity): {len(listed) / max(1, len(sampled)):.2f} of the "
                          f"{sampled.candidates.shape[1]} candidates per user are in that list")
+        if "retrieval" in e.protocols:
+            top = lists.where(lists.retrieval_rank <= r.n_candidates).toPandas()
+            out["retrieval"] = retrieval_set(test, top, r.n_candidates)
     finally:
         lists.unpersist()
-    return {"sampled": out.pop("sampled"), **out} if "sampled" in out else out
+    return out
 
 
 def run(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
@@ -271,7 +271,7 @@ def run(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
             rows += rows_on(es, matrices[protocol, "popularity"][1], "popularity", populations)
     if "retrieval" in e.systems:
         for protocol, es in sets.items():
-            if protocol == "retrieval" or es.ranks is not None:
+            if es.ranks is not None:
                 matrices[protocol, "retrieval"] = (es, retrieval_order_scores(es))
                 rows += rows_on(es, matrices[protocol, "retrieval"][1], "retrieval", populations)
     if "sasrec" in e.systems:

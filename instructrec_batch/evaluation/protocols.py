@@ -14,7 +14,7 @@ Protocols
   order; a user whose target is not among them keeps ``target_index = -1`` (a miss for every system).
 
 Either set may carry the retrieval stage's order of its candidates (``ranks``): the column order in the
-retrieval protocol; for sampled candidates, ``rank_by_retrieval`` orders them as the retrieval stage
+retrieval protocol (``retrieval_set`` fills it); for sampled candidates, ``rank_by_retrieval`` orders them as the retrieval stage
 would (its deep list first, then popularity, as its back-fill does), so the served score (the model
 fused with the retrieval rank) and the retrieval order itself can be measured there too.
 """
@@ -58,7 +58,7 @@ class EvalSet:
     target_index: np.ndarray  # [n] int64, -1 = target not among the candidates
     targets: np.ndarray  # [n] the held-out item ids
     # [n, c] float: the retrieval stage's rank of each candidate among the row's candidates (1 = first,
-    # NaN = padding); None: the column order in the retrieval protocol, unknown in the sampled one.
+    # NaN = padding); None: unknown (sampled candidates nobody ordered).
     ranks: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -195,7 +195,9 @@ def retrieval_set(split: Split, candidates: pd.DataFrame, n_candidates: int, sta
         cands[row, : len(items)] = items
         if target in items:
             target_index[row] = items.index(target)
-    return EvalSet("retrieval", stage, split.user_ids, cands, target_index, split.targets)
+    ranks = np.tile(np.arange(1, n_candidates + 1, dtype=np.float64), (n, 1))
+    ranks[np.equal(cands, None)] = np.nan
+    return EvalSet("retrieval", stage, split.user_ids, cands, target_index, split.targets, ranks)
 
 
 def rank_by_retrieval(eval_set: EvalSet, retrieved: pd.DataFrame, popularity: pd.Series) -> EvalSet:
