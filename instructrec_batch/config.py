@@ -182,6 +182,9 @@ class InstructionsConfig(Section):
     # candidates and is ranked by the model (`cold_start` rows); false: the popularity order as is.
     cold_start_prompts: bool = True
     max_title_chars: Positive = 100  # a title inside a prompt (history or candidate); keeps 20 candidates affordable
+    # Each candidate's title similarity (a score fusion feature, retrieval/content.py) is its highest
+    # TF-IDF cosine with this many of the user's latest titles; 0: no similarity (all zeros).
+    title_similarity_recent: NonNegative = 5
     max_intents: NonNegative = 2  # most recent logged intents shown (inference)
     max_review_snippets: NonNegative = 2  # liked / disliked review sentences in the explicit preference
     # P2 prompts state the user's taste with the preferences table's sentence (the `preferences` stage's
@@ -289,6 +292,8 @@ class TuneConfig(Section):
     # Grids next to a rank weight of 1 (model/fusion.py); a model weight of 0 is retrieval + popularity.
     fusion_model_weights: list[NonNegativeFloat] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0]
     fusion_popularity_weights: list[NonNegativeFloat] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
+    # The candidate's title similarity to the user's latest items (retrieval/content.py), a cosine in [0, 1].
+    fusion_similarity_weights: list[NonNegativeFloat] = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
     # The smallest popularity weight within this much validation NDCG@10 of the best wins: popularity makes
     # others' purchases part of a user's input, so the incremental nightly scores more users (README,
     # "Incremental scoring"). 0.0005: half the paired CI's half-width measured on 5,000 test users.

@@ -66,37 +66,59 @@ def popularity_matrix(eval_set: EvalSet, histories: list[list[str]]) -> np.ndarr
     return np.nan_to_num(popularity_scores(eval_set, counts) / max(1, len(histories)), nan=0.0)
 
 
+def similarity_matrix(eval_set: EvalSet, prompts: pd.DataFrame | None) -> np.ndarray:
+    """Each candidate's title similarity as the prompts stage wrote it (``candidate_title_similarity``,
+    the column serving fuses); 0 for users without a prompts row (the retrieval protocol builds prompts
+    only for users whose item was retrieved: the others score 0 whatever the order) and for padding."""
+    column = "candidate_title_similarity"
+    if prompts is None or not len(prompts) or column not in prompts:
+        return np.zeros(eval_set.candidates.shape)
+    long = prompts[["user_id", "candidate_item_ids", column]].explode(["candidate_item_ids", column])
+    long = long.rename(columns={"candidate_item_ids": "item_id", column: "score"})
+    aligned = eval_set.align(long.astype({"score": np.float64}))
+    return np.where(np.isfinite(aligned), aligned, 0.0)
+
+
 def fused_matrix(eval_set: EvalSet, model_scores: np.ndarray, histories: list[list[str]],
-                 params: FusionParams) -> np.ndarray:
-    fused = fuse(model_scores, rank_matrix(eval_set), popularity_matrix(eval_set, histories), params)
+                 params: FusionParams, prompts: pd.DataFrame | None = None) -> np.ndarray:
+    """The served fusion over an eval set; ``prompts``: the rows the model scored, whose title
+    similarities fusion reads (None: no similarity term)."""
+    fused = fuse(model_scores, rank_matrix(eval_set), popularity_matrix(eval_set, histories), params,
+                 similarity_matrix(eval_set, prompts))
     fused[np.equal(eval_set.candidates, None)] = np.nan  # padding stays padding
     return fused
 
 
 # ── the grid ─────────────────────────────────────────────────────────────────────────────────
 def fit_fusion(model_scores: np.ndarray, ranks: np.ndarray, popularity: np.ndarray, target_index: np.ndarray,
-               model_weights, popularity_weights, popularity_tolerance: float = 0.0) -> tuple[FusionParams, pd.DataFrame]:
-    """The (model, popularity) weight pair, next to a rank weight of 1, with the best mean NDCG@10; ties
-    go to the first in grid order (smaller weights), so refits agree. A model weight of 0 means the
-    model adds nothing the retriever and popularity do not: the grid is free to say so.
+               model_weights, popularity_weights, popularity_tolerance: float = 0.0,
+               similarity: np.ndarray | None = None, similarity_weights=(0.0,)) -> tuple[FusionParams, pd.DataFrame]:
+    """The (model, popularity, title similarity) weights, next to a rank weight of 1, with the best mean
+    NDCG@10; ties go to the first in grid order (smaller weights), so refits agree. A model weight of 0
+    means the model adds nothing the retriever, popularity and titles do not: the grid is free to say so.
 
     ``popularity_tolerance``: the smallest popularity weight whose best point is within this much NDCG@10
     of the best wins. A popularity weight above zero makes every purchase of an item a change in the
     input of each user who has it among the candidates, and those users are scored again the next night
     (README, "Incremental scoring"); a gain smaller than the fit can resolve is not worth that.
     Returns the params and every grid point's score."""
+    if similarity is None:
+        similarity_weights = (0.0,)
     rows = []
     for w_model in model_weights:
         for w_pop in popularity_weights:
-            params = FusionParams(rank_weight=1.0, popularity_weight=float(w_pop), model_weight=float(w_model))
-            value = per_user_ndcg(fuse(model_scores, ranks, popularity, params), target_index).mean()
-            rows.append({"model_weight": float(w_model), "popularity_weight": float(w_pop), "ndcg": float(value)})
+            for w_sim in similarity_weights:
+                params = FusionParams(rank_weight=1.0, popularity_weight=float(w_pop), model_weight=float(w_model),
+                                      similarity_weight=float(w_sim))
+                value = per_user_ndcg(fuse(model_scores, ranks, popularity, params, similarity), target_index).mean()
+                rows.append({"model_weight": float(w_model), "popularity_weight": float(w_pop),
+                             "similarity_weight": float(w_sim), "ndcg": float(value)})
     grid = pd.DataFrame(rows)
     close = grid[grid["ndcg"] >= grid["ndcg"].max() - popularity_tolerance]
     lightest = grid[grid["popularity_weight"] == close["popularity_weight"].min()]
     best = lightest.iloc[int(np.argmax(lightest["ndcg"].to_numpy()))]
     return FusionParams(rank_weight=1.0, popularity_weight=float(best.popularity_weight),
-                        model_weight=float(best.model_weight)), grid
+                        model_weight=float(best.model_weight), similarity_weight=float(best.similarity_weight)), grid
 
 
 @dataclass
@@ -171,8 +193,10 @@ def fit_fusion_for_model(model_dir: str, data: FusionValidation, cfg: Config) ->
     model = validation_model_scores(data, data.prompts,
                                     lambda prompts: llm_scores(scorable, prompts, loaded, data.scorer, cfg))
     ranks, popularity = rank_matrix(es), popularity_matrix(es, data.histories)
+    similarity = similarity_matrix(es, data.prompts)
     params, grid = fit_fusion(model, ranks, popularity, es.target_index, cfg.tune.fusion_model_weights,
-                              cfg.tune.fusion_popularity_weights, cfg.tune.fusion_popularity_tolerance)
+                              cfg.tune.fusion_popularity_weights, cfg.tune.fusion_popularity_tolerance,
+                              similarity, cfg.tune.fusion_similarity_weights)
     retrieval = retrieval_order_scores(es)
     fitted = len(scorable) >= cfg.tune.fusion_min_users
     if not fitted:
@@ -182,7 +206,7 @@ def fit_fusion_for_model(model_dir: str, data: FusionValidation, cfg: Config) ->
         params = FusionParams(rank_weight=1.0, model_weight=cfg.tune.fusion_fallback_model_weight,
                               popularity_weight=cfg.tune.fusion_fallback_popularity_weight)
     retrieval_ndcg = per_user_ndcg(retrieval, es.target_index)
-    fused_ndcg = per_user_ndcg(fuse(model, ranks, popularity, params), es.target_index)
+    fused_ndcg = per_user_ndcg(fuse(model, ranks, popularity, params, similarity), es.target_index)
     # On the users the weights were picked on, so optimistic; still, a CI that straddles zero here says
     # the model stage adds nothing measurable over the order it reranks (README, "Two-stage ranking").
     _, low, high = paired_bootstrap_ci(fused_ndcg, retrieval_ndcg)

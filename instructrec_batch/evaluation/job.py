@@ -419,7 +419,8 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
                         rows += rows_on(sub, scores, system, sample)
         if "tuned_fused" in wanted:
             # Exactly the card's weights, the features the prompts stage gives serving (model/fusion.py).
-            fused = fused_matrix(sub, matrices[protocol, "tuned_likelihood"][1], test.histories, fusion)
+            fused = fused_matrix(sub, matrices[protocol, "tuned_likelihood"][1], test.histories, fusion,
+                                 prompts.get(templates["likelihood"]))
             matrices[protocol, "tuned_fused"] = (sub, fused)
             rows += rows_on(sub, fused, "tuned_fused", sample)
     notes.append("prompts by scorer: " + ", ".join(f"{scorer} {t}" for scorer, t in sorted(templates.items())))

@@ -1,6 +1,6 @@
 """Inference prompts for the nightly job: one prompt per user (reranking or matching form, whichever the
-served scorer reads), rendered inside Spark, with each candidate's retrieval rank and popularity for
-score fusion."""
+served scorer reads), rendered inside Spark, with each candidate's retrieval rank, popularity and title
+similarity for score fusion."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 
 from ..config import InstructionsConfig
 from ..lake.schemas import PROMPTS, spark_schema
+from ..retrieval.content import TitleSimilarity
 from ..retrieval.popularity import item_popularity
 from . import fields
 from .preference import titled, with_user_features
@@ -59,13 +60,15 @@ def choose_template(library: TemplateLibrary, chosen: Template, has_preference: 
 
 def render_user(
     row, library: TemplateLibrary, chosen: Template, tokenizer, cfg: InstructionsConfig, budget: int,
-    wrap: ModelInput | None = None,
+    wrap: ModelInput | None = None, similarity: TitleSimilarity | None = None,
 ) -> dict:
-    """One prompts row for one user (a pandas row of the assembled per-user frame)."""
+    """One prompts row for one user (a pandas row of the assembled per-user frame). ``similarity``:
+    the catalogue's fitted title similarity (None: every candidate's is 0)."""
     wrap = wrap or ModelInput(tokenizer, library.preamble)
     ids, titles = fields.as_list(row.cand_ids), fields.as_list(row.cand_titles)
     ranks, popularity = fields.as_list(row.cand_ranks), fields.as_list(row.cand_popularity)
     history = fields.as_list(row.history_titles)
+    title_similarity = similarity.scores(history, titles) if similarity is not None else [0.0] * len(ids)
     clean_titles = [fields.clean_value(t, cfg.max_title_chars) or "" for t in titles]
     def aligned(value) -> list:  # a per-candidate list, or Nones where the frame had none
         return fields.as_list(value) or [None] * len(ids)
@@ -80,6 +83,7 @@ def render_user(
             user_id=row.user_id, template_id=None, prompt=None, candidate_item_ids=ids,
             candidate_letters=list(LETTERS[: len(ids)]), candidate_titles=clean_titles,
             candidate_retrieval_ranks=ranks, candidate_popularity=popularity,
+            candidate_title_similarity=title_similarity,
             candidate_reason_item_ids=reason_ids, candidate_reasons=reasons,
             n_prompt_tokens=None, n_history_items=0, is_fallback=True, cold_start=False,
         )
@@ -108,6 +112,7 @@ def render_user(
         candidate_item_ids=[ids[i] for i in order], candidate_letters=letters,
         candidate_titles=[clean_titles[i] for i in order],
         candidate_retrieval_ranks=[ranks[i] for i in order], candidate_popularity=[popularity[i] for i in order],
+        candidate_title_similarity=[title_similarity[i] for i in order],
         candidate_reason_item_ids=[reason_ids[i] for i in order], candidate_reasons=[reasons[i] for i in order],
         n_prompt_tokens=n_tokens,
         n_history_items=n_kept if "history" in tpl.placeholders else 0, is_fallback=False, cold_start=cold_start,
@@ -146,7 +151,7 @@ def assemble_users(interactions, items, candidates, intents, cfg: InstructionsCo
 MODEL_INPUT_COLUMNS = ("template_id", "prompt", "candidate_item_ids", "candidate_letters", "candidate_titles",
                        "is_fallback")
 # Per-candidate features that score fusion may read (scoring/actor.py, fused_scores).
-FUSION_FEATURE_COLUMNS = ("candidate_retrieval_ranks", "candidate_popularity")
+FUSION_FEATURE_COLUMNS = ("candidate_retrieval_ranks", "candidate_popularity", "candidate_title_similarity")
 # Copied into the recommendations rows as they are: a changed reason must not be served from yesterday.
 PASSED_THROUGH_COLUMNS = ("candidate_reason_item_ids", "candidate_reasons", "cold_start")
 
@@ -180,6 +185,7 @@ def build_prompts(
     popularity: DataFrame | None = None,
     fingerprint_features: tuple[str, ...] = FUSION_FEATURE_COLUMNS,
     teacher: DataFrame | None = None,
+    similarity: TitleSimilarity | None = None,
 ) -> DataFrame:
     """One row per user in `candidates`: the PROMPTS columns except run_date (see module docstring).
 
@@ -188,7 +194,8 @@ def build_prompts(
     lettered A.. in a per-user seeded shuffle; candidate_item_ids[i] is labelled candidate_letters[i].
     ``fingerprint_features``: the fusion features the served scores read (``with_fingerprint``).
     ``teacher``: user_id, teacher_preference (teacher.current_preferences): P2 states those users' taste
-    with that sentence instead of review snippets.
+    with that sentence instead of review snippets. ``similarity``: the title similarity fitted on the
+    catalogue; None fits it on ``items``' titles here (the driver collects one column of the catalogue).
     """
     library = load_template_library(cfg.templates_path)
     chosen = library.get(template_id or cfg.inference_template or library.default_inference)
@@ -197,13 +204,16 @@ def build_prompts(
             f"template {chosen.id} is {chosen.task_form}; inference prompts (one row per user) take {INFERENCE_FORMS}"
         )
     frame = assemble_users(interactions, items, candidates, intents, cfg, popularity, teacher)
+    if similarity is None:
+        similarity = TitleSimilarity.fit((r.title for r in items.select("title").toLocalIterator()),
+                                         cfg.title_similarity_recent)
     budget, tokenizer_dir = cfg.max_prompt_tokens, str(tokenizer_dir)
 
     schema = spark_schema(PROMPTS)
     out_schema = type(schema)([f for f in schema.fields if f.name in OUTPUT_COLUMNS])
     rendered = render_rows(
         frame, tokenizer_dir, library.preamble,
-        lambda row, tokenizer, wrap: render_user(row, library, chosen, tokenizer, cfg, budget, wrap),
+        lambda row, tokenizer, wrap: render_user(row, library, chosen, tokenizer, cfg, budget, wrap, similarity),
         lambda rows: typed_frame(rows, OUTPUT_COLUMNS), out_schema,
     )
     return with_fingerprint(rendered, fingerprint_features)

@@ -110,6 +110,8 @@ PROMPTS = TableSpec(
             # partitions written before fusion existed; they read as nulls and are scored model-only.
             ("candidate_retrieval_ranks", pa.list_(pa.int32())),
             ("candidate_popularity", pa.list_(pa.float64())),
+            # Absent in partitions written before it existed: fused without it (scoring/actor.py).
+            ("candidate_title_similarity", pa.list_(pa.float64())),
             # Aligned with candidate_item_ids: why each was offered (retrieval/cooccurrence.py,
             # instructions/fields.py reason_text); scoring copies the served items' into recommendations.
             ("candidate_reason_item_ids", pa.list_(pa.string())),

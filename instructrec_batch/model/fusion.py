@@ -1,14 +1,16 @@
 """Score fusion: the served score of a candidate combines the model's score with the retrieval signal.
 
     fused = model_weight * z(model_score) + rank_weight * -log(retrieval_rank)
-            + popularity_weight * log(popularity + 1e-5)
+            + popularity_weight * log(popularity + 1e-5) + similarity_weight * title_similarity
 
 ``z`` standardises the model's scores within one user's candidates (mean 0, standard deviation 1):
 mean title log-likelihoods differ in level and spread from user to user (prompt length, history), and
 the rank prior does not, so one weight fits all users only on a common scale (measured on validation
 users: +2% NDCG@10 over raw scores). ``retrieval_rank`` is the candidate's place in the retrieval
 stage's list (1 = first; in the evaluate job's sampled protocol, the retrieval stage's order of the
-sampled candidates; a candidate nobody ranked counts as rank ``n + 1``); ``popularity`` is the share of users who interacted with the item. The weights are
+sampled candidates; a candidate nobody ranked counts as rank ``n + 1``); ``popularity`` is the share
+of users who interacted with the item; ``title_similarity`` is the candidate's highest title cosine
+with the user's latest items (``retrieval/content.py``; 0 where unknown). The weights are
 fitted on validation users (``evaluation.fusion.fit_fusion``; the tune job and ``fit-fusion`` command),
 stored in the model card under ``fusion``, and applied unchanged by ``score`` and ``evaluate``. Why:
 the retriever's order is a strong signal that a 135M model discards when it reranks alone (README,
@@ -29,6 +31,8 @@ class FusionParams:
     rank_weight: float = 1.0
     popularity_weight: float = 0.0
     model_weight: float = 1.0
+    # A card from before title similarity has no such weight: it reads as 0, the fusion it was fitted as.
+    similarity_weight: float = 0.0
     # The form the weights were fitted for; a card from before standardisation says "raw".
     model_scale: str = "per_user_z"
 
@@ -69,13 +73,18 @@ def popularity_feature(popularity: np.ndarray) -> np.ndarray:
     return np.log(np.clip(popularity, 0.0, None) + POPULARITY_FLOOR)
 
 
-def fuse(model_scores: np.ndarray, ranks: np.ndarray, popularity: np.ndarray, params: FusionParams | None) -> np.ndarray:
+def fuse(model_scores: np.ndarray, ranks: np.ndarray, popularity: np.ndarray, params: FusionParams | None,
+         similarity: np.ndarray | None = None) -> np.ndarray:
     """Fused scores, same shape as ``model_scores`` (one user's vector or a [users, candidates] matrix).
-    ``params=None`` returns the model's scores unchanged (``scoring.fusion: none``)."""
+    ``params=None`` returns the model's scores unchanged (``scoring.fusion: none``). ``similarity``:
+    title similarities in the same shape (None or NaN: 0, no content evidence)."""
     model_scores = np.asarray(model_scores, dtype=np.float64)
     if params is None:
         return model_scores
     model = per_user_z(model_scores) if params.model_scale == "per_user_z" else model_scores
     # A zero weight drops the term (0 * -inf, an unscored candidate, would be NaN: padding).
     model_term = params.model_weight * model if params.model_weight else np.where(np.isnan(model), np.nan, 0.0)
-    return model_term + params.rank_weight * rank_feature(ranks) + params.popularity_weight * popularity_feature(popularity)
+    fused = model_term + params.rank_weight * rank_feature(ranks) + params.popularity_weight * popularity_feature(popularity)
+    if params.similarity_weight and similarity is not None:
+        fused = fused + params.similarity_weight * np.nan_to_num(np.asarray(similarity, dtype=np.float64), nan=0.0)
+    return fused

@@ -36,17 +36,22 @@ STAGING_SCHEMA = pa.schema(
 
 
 def fused_scores(record: dict, model_scores, params: FusionParams | None):
-    """The served scores of one prompts row: the model's, fused with the row's retrieval ranks and item
-    popularity when the model card has fitted fusion weights (rows without those columns: model-only)."""
+    """The served scores of one prompts row: the model's, fused with the row's retrieval ranks, item
+    popularity and title similarity when the model card has fitted fusion weights (rows without ranks
+    or popularity: model-only; rows written before title similarity existed: fused without it)."""
     import numpy as np
 
-    ranks, popularity = record.get("candidate_retrieval_ranks"), record.get("candidate_popularity")
+    def column(name):
+        values = record.get(name)
+        if values is None or len(values) != n:
+            return None
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
     n = len(model_scores)
-    if params is None or ranks is None or popularity is None or len(ranks) != n or len(popularity) != n:
+    ranks, popularity = column("candidate_retrieval_ranks"), column("candidate_popularity")
+    if params is None or ranks is None or popularity is None:
         return model_scores
-    ranks = np.array([np.nan if r is None else r for r in ranks], dtype=np.float64)
-    popularity = np.array([np.nan if p is None else p for p in popularity], dtype=np.float64)
-    return fuse(model_scores, ranks, popularity, params)
+    return fuse(model_scores, ranks, popularity, params, column("candidate_title_similarity"))
 
 
 UNKNOWN_REASON = {"reason_item_id": None, "reason": NO_REASON}

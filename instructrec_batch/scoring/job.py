@@ -43,6 +43,7 @@ PROMPT_COLUMNS = [
     "candidate_titles",
     "candidate_retrieval_ranks",
     "candidate_popularity",
+    "candidate_title_similarity",
     "candidate_reason_item_ids",
     "candidate_reasons",
     "n_prompt_tokens",

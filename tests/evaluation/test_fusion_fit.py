@@ -50,3 +50,18 @@ def test_a_popularity_weight_must_gain_more_than_the_tolerance():
     for tolerance, expected in ((gain * 0.9, 1.0), (gain * 1.1, 0.0)):
         chosen, _ = fit_fusion(model, ranks, popularity, target, [0.0], [0.0, 1.0], tolerance)
         assert chosen.popularity_weight == expected
+
+
+def test_the_grid_weighs_title_similarity_when_it_finds_targets():
+    rng = np.random.default_rng(7)
+    n, c = 300, 20
+    ranks = np.tile(np.arange(1, c + 1, dtype=float), (n, 1))
+    similarity = np.round(rng.uniform(0.0, 0.3, size=(n, c)), 2)
+    target = rng.integers(3, c, size=n)
+    similarity[np.arange(n), target] = 0.8  # the held-out item shares the latest title's words
+    model = np.zeros((n, c))
+    params, grid = fit_fusion(model, ranks, np.zeros((n, c)), target, [0.0], [0.0], 0.0, similarity, [0.0, 4.0])
+    assert params.similarity_weight == 4.0 and len(grid) == 2
+    # Without a similarity matrix the grid has no such axis.
+    params, grid = fit_fusion(model, ranks, np.zeros((n, c)), target, [0.0], [0.0], 0.0, None, [0.0, 4.0])
+    assert params.similarity_weight == 0.0 and len(grid) == 1

@@ -18,6 +18,11 @@ def test_fused_score_equals_a_hand_computation():
     params = FusionParams(rank_weight=0.5, popularity_weight=0.2, model_weight=2.0)
     np.testing.assert_allclose(fuse(model, ranks, pop, params), 2.0 * z + prior, rtol=1e-12)
     np.testing.assert_allclose(fuse(model[None], ranks[None], pop[None], params)[0], 2.0 * z + prior, rtol=1e-12)
+    similarity = np.array([0.5, np.nan, 0.1])  # NaN: no content evidence, counts as 0
+    with_titles = FusionParams(rank_weight=0.5, popularity_weight=0.2, model_weight=2.0, similarity_weight=3.0)
+    np.testing.assert_allclose(fuse(model, ranks, pop, with_titles, similarity),
+                               2.0 * z + prior + 3.0 * np.array([0.5, 0.0, 0.1]), rtol=1e-12)
+    np.testing.assert_allclose(fuse(model, ranks, pop, params, similarity), 2.0 * z + prior, rtol=1e-12)
 
 
 def test_standardisation_leaves_padding_and_unscored_entries_alone():
@@ -36,6 +41,10 @@ def test_no_fusion_is_the_model_order_and_rows_without_features_stay_model_only(
     assert list(np.argsort(-fused_scores(record, model, params))) == [1, 2, 0]  # the retriever's order wins
     assert fused_scores({}, model, params) is model  # a partition written before fusion existed
     assert fused_scores(record, model, None) is model  # scoring.fusion: none
+    titles = FusionParams(rank_weight=0.0, model_weight=0.0, similarity_weight=1.0)
+    assert list(np.argsort(-fused_scores({**record, "candidate_title_similarity": [0.1, 0.0, 0.9]}, model, titles))) == [2, 0, 1]
+    # A prompts row written before title similarity existed is fused without it, not model-only.
+    np.testing.assert_allclose(fused_scores(record, model, titles), np.zeros(3))
 
 
 def test_fusion_round_trips_through_the_model_card(tmp_path, monkeypatch):
@@ -54,11 +63,12 @@ def test_fusion_round_trips_through_the_model_card(tmp_path, monkeypatch):
     # Publishing merges real weights; the card is what this test is about.
     monkeypatch.setattr(registry, "_write_models", lambda adapter_dir, base_dir, out: (out / "merged").mkdir(parents=True))
     version = publish(cfg.model, adapter, base, {})
-    params = FusionParams(rank_weight=1.0, popularity_weight=0.05, model_weight=0.7)
+    params = FusionParams(rank_weight=1.0, popularity_weight=0.05, model_weight=0.7, similarity_weight=1.5)
     update_card(cfg.model, version.name, version.version, fusion=params.to_card())
     assert FusionParams.from_card(choose_model(cfg, required=True).fusion) == params
     legacy = FusionParams.from_card({"rank_weight": 3.0, "popularity_weight": 0.5, "model_weight": 1.0})
     assert legacy.model_scale == "raw", "a card fitted before standardisation keeps its raw form"
+    assert legacy.similarity_weight == 0.0, "a card fitted before title similarity fuses without it"
 
 
 def test_serving_warns_when_the_fusion_was_fitted_on_other_candidates(caplog):
