@@ -41,13 +41,14 @@ def fused_scores(record: dict, model_scores, params: FusionParams | None):
     or popularity: model-only; rows written before title similarity existed: fused without it)."""
     import numpy as np
 
-    def column(name):
+    n = len(model_scores)
+
+    def column(name):  # the row's per-candidate feature, None where absent or misaligned
         values = record.get(name)
         if values is None or len(values) != n:
             return None
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
-    n = len(model_scores)
     ranks, popularity = column("candidate_retrieval_ranks"), column("candidate_popularity")
     if params is None or ranks is None or popularity is None:
         return model_scores
