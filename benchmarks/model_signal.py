@@ -77,7 +77,10 @@ def main() -> None:
     parser.add_argument("--prior-weight", type=float, default=0.5, help="a in served - a * prior")
     parser.add_argument("--hint-items", type=int, default=5, help="retriever titles listed in the hint")
     args = parser.parse_args()
-    cfg = load_config(overrides=[f"lake.root={args.lake}", f"tune.fusion_users={args.users}", *args.overrides])
+    # Every user whose item was retrieved gets a model pass here (the tune job scores a subset): the means
+    # below are over all users, and an unscored user would count as a miss.
+    cfg = load_config(overrides=[f"lake.root={args.lake}", f"tune.fusion_users={args.users}",
+                                 f"tune.fusion_model_users={args.users}", *args.overrides])
 
     started = time.time()
     with spark_session(cfg.spark) as spark:
@@ -94,7 +97,7 @@ def main() -> None:
 
     def scores(prompts: pd.DataFrame) -> tuple[np.ndarray, float]:
         began = time.time()
-        score = lambda p: llm_scores(data.scorable, p, loaded, data.scorer, cfg)  # noqa: E731
+        score = lambda p: llm_scores(data.model_scored, p, loaded, data.scorer, cfg)  # noqa: E731
         matrix = validation_model_scores(data, prompts, score)
         return matrix, time.time() - began
 
@@ -113,7 +116,7 @@ def main() -> None:
     print(f"model {version.name}/{version.version}, scorer {data.scorer}; retrieval order NDCG@10 {retrieval.mean():.4f}")
     print(f"{'variant':<16} {'alone':>7} {'fused':>7} {'weight':>6} {'fused - retrieval (95% CI)':>32} {'model s':>8} "
           f"{'unscored':>8}")
-    scored_rows = es.has_users(data.scorable.user_ids)
+    scored_rows = es.has_users(data.model_scored.user_ids)
     for name, (matrix, seconds) in variants.items():
         # The tune job's own grid and tie-break, popularity held at 0, the model always in.
         params, _ = fit_fusion(matrix, ranks, no_popularity, target,

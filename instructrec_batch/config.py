@@ -286,9 +286,12 @@ class TuneConfig(Section):
     # With several nodes this must be a shared filesystem (rank 0 writes, the driver reads).
     checkpoint_dir: str | None = None
     keep_checkpoints: Positive = 2
-    # Score fusion (model/fusion.py), fitted after training on this many seeded validation users in
-    # the retrieval protocol (only those whose item the retriever found need a model pass); 0: no fit.
-    fusion_users: NonNegative = 3000
+    # Score fusion (model/fusion.py), fitted after training on seeded validation users in the retrieval
+    # protocol (evaluation/fusion.py): the content weights on fusion_users of them (no model pass), the
+    # model weight on fusion_model_users of those whose item the retriever found (one model pass each,
+    # ~1 s on 2 CPU cores). 0 fusion_users: no fit.
+    fusion_users: NonNegative = 20000
+    fusion_model_users: NonNegative = 600
     # Grids next to a rank weight of 1 (model/fusion.py); a model weight of 0 is retrieval + popularity.
     fusion_model_weights: list[NonNegativeFloat] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0]
     fusion_popularity_weights: list[NonNegativeFloat] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
@@ -303,6 +306,7 @@ class TuneConfig(Section):
     fusion_min_users: NonNegative = 100
     fusion_fallback_model_weight: NonNegativeFloat = 0.3
     fusion_fallback_popularity_weight: NonNegativeFloat = 0.0
+    fusion_fallback_similarity_weight: NonNegativeFloat = 0.0
     resume: bool = True
 
 
@@ -344,7 +348,7 @@ class EvaluationConfig(Section):
     seed: int = 17
     report_dir: str = "reports"
     systems: list[str] = ["popularity", "retrieval", "sasrec", "base_zero_shot", "tuned_verbalizer", "tuned_likelihood",
-                          "tuned_fused"]
+                          "tuned_fused", "fused_without_model"]
     protocols: list[Literal["sampled", "retrieval"]] = ["sampled", "retrieval"]
     all_users: bool = True  # also report the non-LLM systems on every test user, not only the LLM sample
     # Logged intents may be written after the held-out purchase (or from its review): off by default

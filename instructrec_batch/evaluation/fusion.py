@@ -1,23 +1,28 @@
 """Fitting score fusion on validation users, and the paired statistics that judge it.
 
 The tune job calls ``fusion_validation_set`` while Spark is up (the retrieval stage's top-N for a seeded
-sample of validation users, built from their history before the validation item, and the served
-prompts of the users whose item was retrieved), then ``fit_fusion_for_model`` after training: the tuned
-model scores those prompts and a grid over the two fusion weights (``model/fusion.py``) picks the pair
-with the best mean NDCG@10. Test users are never seen: their item is the last one, outside every
-validation history. Why a grid and not a learned ranker: on 390 validation users whose item was
-retrieved, a listwise linear model over the same features (and over the retrieval score and source as
-well) did no better in 2-fold cross-validation (NDCG@10 0.436-0.439 against 0.448 for this grid); two
-weights fit in a second, cannot overfit a few hundred users badly, and read plainly in the model card;
-on the merged candidates a LightGBM lambdarank ranker did worse than the merged order itself (README,
-"Two-stage ranking").
+sample of validation users, built from their history before the validation item; each candidate's
+title similarity; the served prompts of a seeded subset of the users whose item was retrieved), then
+``fit_fusion_for_model`` after training, in two steps:
+
+1. the content weights (popularity, title similarity, next to the rank) on every sampled user, with
+   no model pass: the features are cheap, and a weight fitted on thousands of users whose item was
+   retrieved is steadier than one fitted on the few hundred a model pass can afford on a CPU;
+2. the model weight, the content weights held, on the subset the tuned model scored.
+
+Test users are never seen: their item is the last one, outside every validation history. Why grids
+and not a learned ranker: on 390 validation users whose item was retrieved, a listwise linear model
+over the same features (and over the retrieval score and source as well) did no better in 2-fold
+cross-validation (NDCG@10 0.436-0.439 against 0.448 for this grid); a few weights fit in seconds,
+cannot overfit badly, and read plainly in the model card; on the merged candidates a LightGBM
+lambdarank ranker did worse than the merged order itself (README, "Two-stage ranking").
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,6 +36,8 @@ from .protocols import EvalSet, leave_one_out_split, retrieval_set, sample_users
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+    from ..retrieval.content import TitleSimilarity
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +86,24 @@ def similarity_matrix(eval_set: EvalSet, prompts: pd.DataFrame | None) -> np.nda
     return np.where(np.isfinite(aligned), aligned, 0.0)
 
 
+def history_similarity_matrix(eval_set: EvalSet, histories: dict[str, list[str]], titles: dict[str, str | None],
+                              similarity: TitleSimilarity) -> np.ndarray:
+    """Each candidate's title similarity computed here from the users' histories, as the prompts stage
+    computes it (``TitleSimilarity.scores`` over the same titles, an untitled item read as its id, as
+    ``instructions/preference.titled`` does): the fit needs it for thousands of users who get no prompt.
+    0 for padding."""
+    def title(item_id):
+        return titles.get(item_id) or item_id
+
+    out = np.zeros(eval_set.candidates.shape)
+    for row, user in enumerate(eval_set.user_ids):
+        real = [c for c in eval_set.candidates[row] if c is not None]
+        if real:
+            out[row, : len(real)] = similarity.scores([title(i) for i in histories.get(user, [])],
+                                                      [title(c) for c in real])
+    return out
+
+
 def fused_matrix(eval_set: EvalSet, model_scores: np.ndarray, histories: list[list[str]],
                  params: FusionParams, prompts: pd.DataFrame | None = None) -> np.ndarray:
     """The served fusion over an eval set; ``prompts``: the rows the model scored, whose title
@@ -124,12 +149,15 @@ def fit_fusion(model_scores: np.ndarray, ranks: np.ndarray, popularity: np.ndarr
 @dataclass
 class FusionValidation:
     """What fitting needs, built while Spark is up: the retrieval-protocol set of the validation users,
-    their histories (for popularity), and the served prompts of the users whose item was retrieved."""
+    their histories (for popularity), each candidate's title similarity, and the served prompts of the
+    seeded subset of users whose item was retrieved that the model scores."""
 
     eval_set: EvalSet
-    scorable: EvalSet
+    scorable: EvalSet  # the users whose item was retrieved (the others score 0 whatever the weights)
+    model_scored: EvalSet  # the seeded subset of ``scorable`` whose prompts the model scores
     histories: list[list[str]]
-    prompts: pd.DataFrame
+    similarity: np.ndarray  # [users, candidates] aligned with eval_set
+    prompts: pd.DataFrame  # the model_scored users' prompts
     scorer: str
     # The candidates the weights are fitted on: retrieval.method and the sequential retriever's version.
     retrieval: dict = field(default_factory=dict)
@@ -139,6 +167,7 @@ def fusion_validation_set(spark: "SparkSession", interactions: "DataFrame", item
                           intents: "DataFrame | None", tokenizer_dir: str, cfg: Config) -> FusionValidation | None:
     from ..instructions import load_template_library
     from ..retrieval import build_candidates, leave_one_out, retriever_for
+    from ..retrieval.content import TitleSimilarity
     from .llm import build_eval_prompts, served_scorer
 
     t = cfg.tune
@@ -155,69 +184,94 @@ def fusion_validation_set(spark: "SparkSession", interactions: "DataFrame", item
     cands = build_candidates(history, served, cfg.retrieval, retriever).toPandas()
     eval_set = retrieval_set(validation, cands, cfg.retrieval.n_candidates, stage="validation")
     scorable = eval_set.subset(eval_set.user_ids[eval_set.target_index >= 0])
+    model_scored = scorable.subset(sample_users(scorable.user_ids, t.fusion_model_users, t.seed + 3))
+    titles = dict(items.select("item_id", "title").toPandas().itertuples(index=False))
+    # Fitted on the same catalogue titles as the prompts stage fits it on (instructions/prompts.build_prompts).
+    title_similarity = TitleSimilarity.fit(titles.values(), cfg.instructions.title_similarity_recent)
+    similarity = history_similarity_matrix(eval_set, dict(zip(validation.user_ids, validation.histories)), titles,
+                                           title_similarity)
     scorer = served_scorer(cfg)
     template = load_template_library(cfg.instructions.templates_path).serving_template(
         scorer, cfg.instructions.inference_template, None
     )
     # A small lake may have no validation user whose item was retrieved: nothing to score then.
-    prompts = (build_eval_prompts(spark, history, items, intents, scorable, tokenizer_dir, cfg, template)
-               if len(scorable) else pd.DataFrame())
-    log.info("fusion validation: %d users, the item retrieved for %d (%.1f%%)", len(eval_set), len(scorable),
-             100.0 * len(scorable) / max(1, len(eval_set)))
+    prompts = (build_eval_prompts(spark, history, items, intents, model_scored, tokenizer_dir, cfg, template)
+               if len(model_scored) else pd.DataFrame())
+    log.info("fusion validation: %d users, the item retrieved for %d (%.1f%%), %d of them scored by the model",
+             len(eval_set), len(scorable), 100.0 * len(scorable) / max(1, len(eval_set)), len(model_scored))
     retrieval = {"method": cfg.retrieval.method,
                  "retriever": None if retriever is None else f"{retriever.name}/{retriever.version}"}
-    return FusionValidation(eval_set, scorable, all_histories, prompts, scorer, retrieval)
+    return FusionValidation(eval_set, scorable, model_scored, all_histories, similarity, prompts, scorer, retrieval)
 
 
 def validation_model_scores(data: FusionValidation, prompts: pd.DataFrame, score) -> np.ndarray:
     """[users, candidates] model scores over the whole validation set: ``score(prompts)`` for the users
-    whose item was retrieved (their prompts, in ``data.scorable`` order), -inf for the others (the
-    grid's NDCG is 0 for them whatever it picks, so they need no model pass), NaN for padding."""
-    es, scorable = data.eval_set, data.scorable
+    the model scores (their prompts, in ``data.model_scored`` order), -inf for the others, NaN for padding."""
+    es, scored = data.eval_set, data.model_scored
     model = np.full(es.candidates.shape, -np.inf)
-    if len(scorable):
-        model[es.has_users(scorable.user_ids)] = score(prompts)
+    if len(scored):
+        model[es.has_users(scored.user_ids)] = score(prompts)
     model[np.equal(es.candidates, None)] = np.nan
     return model
 
 
 def fit_fusion_for_model(model_dir: str, data: FusionValidation, cfg: Config) -> tuple[FusionParams, dict]:
-    """Score the validation prompts with the published model and fit the weights; returns the params
-    and the card's ``fusion_fit`` record (users, NDCG@10 of retrieval order, model-only and fused, and
-    the paired 95% CI of fused - retrieval order over these users)."""
+    """Fit the content weights on every validation user, then score the model's subset with the
+    published model and fit its weight (module docstring); returns the params and the card's
+    ``fusion_fit`` record: NDCG@10 and paired 95% CIs of each step on the users it was fitted on."""
     from .llm import llm_scores, load_model
 
-    started = time.time()
+    started, t = time.time(), cfg.tune
+    es, scored = data.eval_set, data.model_scored
+    ranks, popularity, similarity = rank_matrix(es), popularity_matrix(es, data.histories), data.similarity
+    padding = np.equal(es.candidates, None)
+    no_model = np.where(padding, np.nan, -np.inf)
+    content, _ = fit_fusion(no_model, ranks, popularity, es.target_index, (0.0,), t.fusion_popularity_weights,
+                            t.fusion_popularity_tolerance, similarity, t.fusion_similarity_weights)
     loaded = load_model("fusion fit", model_dir, cfg)
-    es, scorable = data.eval_set, data.scorable
-    model = validation_model_scores(data, data.prompts,
-                                    lambda prompts: llm_scores(scorable, prompts, loaded, data.scorer, cfg))
-    ranks, popularity = rank_matrix(es), popularity_matrix(es, data.histories)
-    similarity = similarity_matrix(es, data.prompts)
-    params, grid = fit_fusion(model, ranks, popularity, es.target_index, cfg.tune.fusion_model_weights,
-                              cfg.tune.fusion_popularity_weights, cfg.tune.fusion_popularity_tolerance,
-                              similarity, cfg.tune.fusion_similarity_weights)
-    retrieval = retrieval_order_scores(es)
-    fitted = len(scorable) >= cfg.tune.fusion_min_users
+    model = validation_model_scores(data, data.prompts, lambda prompts: llm_scores(scored, prompts, loaded, data.scorer, cfg))
+    rows = es.has_users(scored.user_ids)
+    on_scored = (model[rows], ranks[rows], popularity[rows])
+    params = content  # no user to weigh the model on (a small lake): content alone
+    if rows.any():
+        params, _ = fit_fusion(*on_scored, es.target_index[rows], t.fusion_model_weights, (content.popularity_weight,),
+                               0.0, similarity[rows], (content.similarity_weight,))
+    fitted = len(data.scorable) >= t.fusion_min_users
     if not fitted:
         log.warning("only %d validation users have their item among the candidates (tune.fusion_min_users=%d): "
-                    "too few to fit fusion weights; serving tune.fusion_fallback_* instead", len(scorable),
-                    cfg.tune.fusion_min_users)
-        params = FusionParams(rank_weight=1.0, model_weight=cfg.tune.fusion_fallback_model_weight,
-                              popularity_weight=cfg.tune.fusion_fallback_popularity_weight)
-    retrieval_ndcg = per_user_ndcg(retrieval, es.target_index)
-    fused_ndcg = per_user_ndcg(fuse(model, ranks, popularity, params, similarity), es.target_index)
+                    "too few to fit fusion weights; serving tune.fusion_fallback_* instead", len(data.scorable),
+                    t.fusion_min_users)
+        params = FusionParams(rank_weight=1.0, model_weight=t.fusion_fallback_model_weight,
+                              popularity_weight=t.fusion_fallback_popularity_weight,
+                              similarity_weight=t.fusion_fallback_similarity_weight)
+        content = replace(params, model_weight=0.0)
+
+    def ndcg(matrix, users=slice(None)):
+        return per_user_ndcg(matrix, es.target_index[users])
+
+    retrieval = ndcg(retrieval_order_scores(es))
+    content_ndcg = ndcg(fuse(no_model, ranks, popularity, content, similarity))
+    fused = ndcg(fuse(*on_scored, params, similarity[rows]), rows)
     # On the users the weights were picked on, so optimistic; still, a CI that straddles zero here says
-    # the model stage adds nothing measurable over the order it reranks (README, "Two-stage ranking").
-    _, low, high = paired_bootstrap_ci(fused_ndcg, retrieval_ndcg)
+    # the step adds nothing measurable over the order it reranks (README, "Two-stage ranking").
     record = {
         "fitted": fitted,
         "users": int(len(es)),
-        "users_with_item_retrieved": int(len(scorable)),
-        "ndcg@10_retrieval_order": float(retrieval_ndcg.mean()),
-        "ndcg@10_model_only": float(per_user_ndcg(model, es.target_index).mean()),
-        "ndcg@10_fused": float(fused_ndcg.mean()),
-        "fused_minus_retrieval_order_ci95": [low, high],
+        "users_with_item_retrieved": int(len(data.scorable)),
+        "users_scored_by_model": int(len(scored)),
+        "content": {  # every sampled user, no model pass
+            "ndcg@10_retrieval_order": float(retrieval.mean()),
+            "ndcg@10_fused": float(content_ndcg.mean()),
+            "fused_minus_retrieval_order_ci95": list(paired_bootstrap_ci(content_ndcg, retrieval)[1:]),
+        },
+        "model": {  # the users the model scored
+            "ndcg@10_retrieval_order": float(retrieval[rows].mean()),
+            "ndcg@10_content": float(content_ndcg[rows].mean()),
+            "ndcg@10_model_only": float(ndcg(model[rows], rows).mean()),
+            "ndcg@10_fused": float(fused.mean()),
+            "fused_minus_retrieval_order_ci95": list(paired_bootstrap_ci(fused, retrieval[rows])[1:]),
+            "fused_minus_content_ci95": list(paired_bootstrap_ci(fused, content_ndcg[rows])[1:]),
+        },
         "scorer": data.scorer,
         "retrieval": data.retrieval,
         "seconds": round(time.time() - started, 1),

@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,7 +44,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NON_LLM = ("popularity", "retrieval", "sasrec")
-LLM = ("base_zero_shot", "tuned_verbalizer", "tuned_likelihood", "tuned_fused")
+# fused_without_model: the tuned model's fusion with its model term dropped (retrieval rank, popularity
+# and title similarity at the card's weights): what the served list would be without a model pass, so
+# tuned_fused - fused_without_model is what the model stage adds. It reads the prompts, not the model.
+LLM = ("base_zero_shot", "tuned_verbalizer", "tuned_likelihood", "tuned_fused", "fused_without_model")
 
 # What each protocol reports (MRR is kept for both as a threshold-free summary).
 PROTOCOL_METRICS = {
@@ -382,9 +385,11 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
         notes.append(f"template feedback: {best} recorded as best_template_id in {label}'s model card")
 
     fusion = FusionParams.from_card(tuned.card.get("fusion")) if tuned else None
-    if "tuned_fused" in wanted and fusion is None:
-        notes.append(f"tuned_fused skipped: {label or 'no tuned model'} has no fitted fusion in its card (the tune job fits it)")
-        wanted = [s for s in wanted if s != "tuned_fused"]
+    for fused_system in ("tuned_fused", "fused_without_model"):
+        if fused_system in wanted and fusion is None:
+            notes.append(f"{fused_system} skipped: {label or 'no tuned model'} has no fitted fusion in its card "
+                         f"(the tune job fits it)")
+            wanted = [s for s in wanted if s != fused_system]
     base = load_model(cfg.model.base.name, base_model_dir(cfg.model), cfg) if "base_zero_shot" in wanted else None
     sample = {"llm_sample": llm_users}
     plan = [("base_zero_shot", base, served_scorer(cfg)), ("tuned_verbalizer", tuned_model, "verbalizer"),
@@ -394,8 +399,9 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
     library = load_template_library(cfg.instructions.templates_path)
     # Fused scores start from the tuned model's likelihood scores, so fusion needs that system's run.
     needs = {system for system, _, _ in plan if system in wanted or (system == "tuned_likelihood" and "tuned_fused" in wanted)}
+    with_prompts = needs | ({"tuned_likelihood"} if "fused_without_model" in wanted else set())  # its similarity column
     templates = {scorer: library.serving_template(scorer, cfg.instructions.inference_template, best)
-                 for system, _, scorer in plan if system in needs}
+                 for system, _, scorer in plan if system in with_prompts}
     for protocol, es in sets.items():
         sub = es.subset(llm_users)
         # A user whose target retrieval missed scores zero on every metric whatever the order, so the
@@ -423,6 +429,12 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
                                  prompts.get(templates["likelihood"]))
             matrices[protocol, "tuned_fused"] = (sub, fused)
             rows += rows_on(sub, fused, "tuned_fused", sample)
+        if "fused_without_model" in wanted:
+            no_model = _scores_for(sub, scorable, None)
+            content = fused_matrix(sub, no_model, test.histories, replace(fusion, model_weight=0.0),
+                                   prompts.get(templates["likelihood"]))
+            matrices[protocol, "fused_without_model"] = (sub, content)
+            rows += rows_on(sub, content, "fused_without_model", sample)
     notes.append("prompts by scorer: " + ", ".join(f"{scorer} {t}" for scorer, t in sorted(templates.items())))
     return best, label, rows
 

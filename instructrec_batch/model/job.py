@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 # only these differ (e.g. a second run with a larger time budget continues the first one).
 _OPERATIONAL = {"time_budget_minutes", "checkpoint_every", "keep_checkpoints", "resume", "log_every",
                 "checkpoint_dir", "eval_batch_tokens", "fusion_users", "fusion_model_weights", "fusion_min_users",
-                "fusion_fallback_model_weight", "fusion_fallback_popularity_weight",
+                "fusion_model_users", "fusion_fallback_model_weight", "fusion_fallback_popularity_weight",
+                "fusion_fallback_similarity_weight", "fusion_similarity_weights",
                 "fusion_popularity_weights", "fusion_popularity_tolerance"}
 
 

@@ -181,15 +181,22 @@ def _fit_and_store_fusion(cfg: Config, version, fusion_data):
     params, record = fit_fusion_for_model(str(version.merged_dir), fusion_data, cfg)
     version = update_card(cfg.model, version.name, version.version, fusion=params.to_card(), fusion_fit=record)
     how = "fitted" if record["fitted"] else "NOT fitted (too few users; fallback weights)"
-    low, high = record["fused_minus_retrieval_order_ci95"]
-    gain = record["ndcg@10_fused"] - record["ndcg@10_retrieval_order"]
-    # Too few users for a fit are too few for a CI as well.
-    ci = f"; fused - retrieval order {gain:+.4f}, 95% CI {low:+.4f} .. {high:+.4f} on these users" if record["fitted"] else ""
-    print(f"fusion of {version.name}/{version.version} {how} on {record['users']} validation users "
-          f"({record['users_with_item_retrieved']} with their item retrieved): NDCG@10 retrieval order "
-          f"{record['ndcg@10_retrieval_order']:.4f}, model only {record['ndcg@10_model_only']:.4f}, fused "
-          f"{record['ndcg@10_fused']:.4f} (model weight {params.model_weight}, popularity weight "
-          f"{params.popularity_weight}, rank weight 1){ci}")
+    content, model = record["content"], record["model"]
+
+    def gain(step: dict, base: str, ci: str) -> str:
+        low, high = step[ci]  # too few users for a fit are too few for a CI as well
+        return f"{step['ndcg@10_fused'] - step[base]:+.4f} (95% CI {low:+.4f} .. {high:+.4f})" if record["fitted"] else "-"
+
+    print(f"fusion of {version.name}/{version.version} {how}: rank weight 1, popularity weight "
+          f"{params.popularity_weight}, title similarity weight {params.similarity_weight}, model weight "
+          f"{params.model_weight}; NDCG@10 on the validation users the weights were fitted on:")
+    print(f"  content weights, {record['users']:,} users ({record['users_with_item_retrieved']:,} with their item "
+          f"retrieved): retrieval order {content['ndcg@10_retrieval_order']:.4f}, fused {content['ndcg@10_fused']:.4f}, "
+          f"{gain(content, 'ndcg@10_retrieval_order', 'fused_minus_retrieval_order_ci95')}")
+    print(f"  model weight, {record['users_scored_by_model']:,} of those users scored by the model: retrieval order "
+          f"{model['ndcg@10_retrieval_order']:.4f}, content {model['ndcg@10_content']:.4f}, model only "
+          f"{model['ndcg@10_model_only']:.4f}, fused {model['ndcg@10_fused']:.4f}, fused - content "
+          f"{gain(model, 'ndcg@10_content', 'fused_minus_content_ci95')}")
     return version
 
 

@@ -90,6 +90,11 @@ def test_every_system_table_report_and_template_feedback(spark, tmp_path, tiny_m
     lake = Lake(cfg.lake, spark)
     _write_lake(lake)
     version = _publish_tiny(cfg, tiny_model_dir, tmp_path)
+    from instructrec_batch.model.fusion import FusionParams
+    from instructrec_batch.model.registry import update_card
+
+    # No popularity or similarity term: without the model, the fusion is the retrieval order itself.
+    update_card(cfg.model, version.name, version.version, fusion=FusionParams(model_weight=0.5).to_card())
 
     result = evaluate_job.run(spark, lake, cfg)
 
@@ -97,8 +102,11 @@ def test_every_system_table_report_and_template_feedback(spark, tmp_path, tiny_m
     stored = lake.read_arrow("eval_runs").to_pandas()
     assert len(stored) == len(table) and set(stored["run_id"]) == {result.run_id}
     got = set(zip(table["protocol"], table["system"]))
-    for system in ("popularity", "retrieval", "sasrec", "base_zero_shot", "tuned_verbalizer", "tuned_likelihood"):
+    for system in ("popularity", "retrieval", "sasrec", "base_zero_shot", "tuned_verbalizer", "tuned_likelihood",
+                   "tuned_fused", "fused_without_model"):
         assert ("sampled/llm_sample", system) in got
+    sample = table[table.protocol == "sampled/llm_sample"].set_index(["system", "metric"])["value"]
+    np.testing.assert_allclose(sample["fused_without_model"].sort_index(), sample["retrieval"].sort_index())
     assert ("sampled/all", "sasrec") in got
     assert ("sampled/all", "base_zero_shot") not in got  # LLM rows only on the sample
     assert set(table.loc[table.protocol == "sampled/llm_sample", "n_users"]) == {4}
