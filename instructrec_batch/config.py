@@ -303,10 +303,13 @@ class TuneConfig(Section):
     fusion_popularity_tolerance: NonNegativeFloat = 0.0005
     # Served when fewer than fusion_min_users validation users have their item retrieved (a small lake,
     # the demo's): the weights fitted on the full Games set's merged candidates (README, "Two-stage ranking").
+    # The content weights are the two-step fit's on 20,000 validation users; that fit gave the model weight
+    # 0 on 600 of them, and the fallback keeps the earlier fit's 0.3 so that a small lake's list still
+    # shows the model stage (the nightly pays for its pass either way).
     fusion_min_users: NonNegative = 100
     fusion_fallback_model_weight: NonNegativeFloat = 0.3
     fusion_fallback_popularity_weight: NonNegativeFloat = 0.0
-    fusion_fallback_similarity_weight: NonNegativeFloat = 0.0
+    fusion_fallback_similarity_weight: NonNegativeFloat = 3.0
     resume: bool = True
 
 
