@@ -189,7 +189,8 @@ def _fit_and_store_fusion(cfg: Config, version, fusion_data):
 
     print(f"fusion of {version.name}/{version.version} {how}: rank weight 1, popularity weight "
           f"{params.popularity_weight}, title similarity weight {params.similarity_weight}, model weight "
-          f"{params.model_weight}; NDCG@10 on the validation users the weights were fitted on:")
+          f"{params.model_weight}; NDCG@10 on the validation users " +
+          ("the weights were fitted on:" if record["fitted"] else "(too few to fit or to judge):"))
     print(f"  content weights, {record['users']:,} users ({record['users_with_item_retrieved']:,} with their item "
           f"retrieved): retrieval order {content['ndcg@10_retrieval_order']:.4f}, fused {content['ndcg@10_fused']:.4f}, "
           f"{gain(content, 'ndcg@10_retrieval_order', 'fused_minus_retrieval_order_ci95')}")
