@@ -185,6 +185,11 @@ class InstructionsConfig(Section):
     # Each candidate's title similarity (a score fusion feature, retrieval/content.py) is its highest
     # TF-IDF cosine with this many of the user's latest titles; 0: no similarity (all zeros).
     title_similarity_recent: NonNegative = 5
+    # Each candidate's embedding similarity (the same highest cosine, between the base model's mean
+    # hidden states of the titles at this layer; model/embeddings.py) is computed only when the served
+    # fusion weighs it. -1, the last (normalised) layer, counted from the end as Python does: the best of
+    # SmolLM2-135M's layers 4-30 on validation users (README, "Two-stage ranking"); 0: token embeddings.
+    title_embedding_layer: int = -1
     max_intents: NonNegative = 2  # most recent logged intents shown (inference)
     max_review_snippets: NonNegative = 2  # liked / disliked review sentences in the explicit preference
     # P2 prompts state the user's taste with the preferences table's sentence (the `preferences` stage's
@@ -297,6 +302,9 @@ class TuneConfig(Section):
     fusion_popularity_weights: list[NonNegativeFloat] = [0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
     # The candidate's title similarity to the user's latest items (retrieval/content.py), a cosine in [0, 1].
     fusion_similarity_weights: list[NonNegativeFloat] = [0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
+    # The candidate's embedding similarity (retrieval/content.py, model/embeddings.py), a cosine in [-1, 1];
+    # [0.0]: not fitted, and no embedding pass over the catalogue.
+    fusion_embedding_weights: list[NonNegativeFloat] = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
     # The smallest popularity weight within this much validation NDCG@10 of the best wins: popularity makes
     # others' purchases part of a user's input, so the incremental nightly scores more users (README,
     # "Incremental scoring"). 0.0005: half the paired CI's half-width measured on 5,000 test users.
@@ -310,6 +318,10 @@ class TuneConfig(Section):
     fusion_fallback_model_weight: NonNegativeFloat = 0.3
     fusion_fallback_popularity_weight: NonNegativeFloat = 0.0
     fusion_fallback_similarity_weight: NonNegativeFloat = 3.0
+    # 0: on a small lake the base model's pass over every title costs more than the term's measured gain
+    # (the demo's 7,943 titles would add minutes to a 10-minute run); its similarity weight is the fit's
+    # without embeddings.
+    fusion_fallback_embedding_weight: NonNegativeFloat = 0.0
     resume: bool = True
 
 

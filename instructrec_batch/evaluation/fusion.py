@@ -5,7 +5,7 @@ sample of validation users, built from their history before the validation item;
 title similarity; the served prompts of a seeded subset of the users whose item was retrieved), then
 ``fit_fusion_for_model`` after training, in two steps:
 
-1. the content weights (popularity, title similarity, next to the rank) on every sampled user, with
+1. the content weights (popularity, title and embedding similarity, next to the rank) on every sampled user, with
    no model pass: the features are cheap, and a weight fitted on thousands of users whose item was
    retrieved is steadier than one fitted on the few hundred a model pass can afford on a CPU;
 2. the model weight, the content weights held, on the subset the tuned model scored.
@@ -20,6 +20,7 @@ lambdarank ranker did worse than the merged order itself (README, "Two-stage ran
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -37,7 +38,7 @@ from .protocols import EvalSet, leave_one_out_split, retrieval_set, sample_users
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from ..retrieval.content import TitleSimilarity
+    from ..retrieval.content import EmbeddingSimilarity, TitleSimilarity
 
 log = logging.getLogger(__name__)
 
@@ -73,22 +74,23 @@ def popularity_matrix(eval_set: EvalSet, histories: list[list[str]]) -> np.ndarr
     return np.nan_to_num(popularity_scores(eval_set, counts) / max(1, len(histories)), nan=0.0)
 
 
-def similarity_matrix(eval_set: EvalSet, prompts: pd.DataFrame | None) -> np.ndarray:
-    """Each candidate's title similarity as the prompts stage wrote it (``candidate_title_similarity``,
-    the column serving fuses); 0 for users without a prompts row (the retrieval protocol builds prompts
-    only for users whose item was retrieved: the others score 0 whatever the order) and for padding."""
-    column = "candidate_title_similarity"
+def similarity_matrix(eval_set: EvalSet, prompts: pd.DataFrame | None,
+                      column: str = "candidate_title_similarity") -> np.ndarray:
+    """Each candidate's title (or embedding) similarity as the prompts stage wrote it (``column``, the
+    one serving fuses); 0 for users without a prompts row (the retrieval protocol builds prompts only for
+    users whose item was retrieved: the others score 0 whatever the order), for padding and for a
+    column the prompts stage left empty."""
     if prompts is None or not len(prompts) or column not in prompts:
         return np.zeros(eval_set.candidates.shape)
     long = prompts[["user_id", "candidate_item_ids", column]].explode(["candidate_item_ids", column])
-    long = long.rename(columns={"candidate_item_ids": "item_id", column: "score"})
+    long = long.rename(columns={"candidate_item_ids": "item_id", column: "score"}).dropna(subset=["score"])
     aligned = eval_set.align(long.astype({"score": np.float64}))
     return np.where(np.isfinite(aligned), aligned, 0.0)
 
 
 def history_similarity_matrix(eval_set: EvalSet, histories: dict[str, list[str]], titles: dict[str, str | None],
-                              similarity: TitleSimilarity) -> np.ndarray:
-    """Each candidate's title similarity computed here from the users' histories, as the prompts stage
+                              similarity: TitleSimilarity | EmbeddingSimilarity) -> np.ndarray:
+    """Each candidate's title (or embedding) similarity computed here from the users' histories, as the prompts stage
     computes it (``TitleSimilarity.scores`` over the same titles, an untitled item read as its id, as
     ``instructions/preference.titled`` does): the fit needs it for thousands of users who get no prompt.
     0 for padding."""
@@ -109,7 +111,7 @@ def fused_matrix(eval_set: EvalSet, model_scores: np.ndarray, histories: list[li
     """The served fusion over an eval set; ``prompts``: the rows the model scored, whose title
     similarities fusion reads (None: no similarity term)."""
     fused = fuse(model_scores, rank_matrix(eval_set), popularity_matrix(eval_set, histories), params,
-                 similarity_matrix(eval_set, prompts))
+                 similarity_matrix(eval_set, prompts), similarity_matrix(eval_set, prompts, "candidate_embedding_similarity"))
     fused[np.equal(eval_set.candidates, None)] = np.nan  # padding stays padding
     return fused
 
@@ -117,8 +119,9 @@ def fused_matrix(eval_set: EvalSet, model_scores: np.ndarray, histories: list[li
 # ── the grid ─────────────────────────────────────────────────────────────────────────────────
 def fit_fusion(model_scores: np.ndarray, ranks: np.ndarray, popularity: np.ndarray, target_index: np.ndarray,
                model_weights, popularity_weights, popularity_tolerance: float = 0.0,
-               similarity: np.ndarray | None = None, similarity_weights=(0.0,)) -> tuple[FusionParams, pd.DataFrame]:
-    """The (model, popularity, title similarity) weights, next to a rank weight of 1, with the best mean
+               similarity: np.ndarray | None = None, similarity_weights=(0.0,), embedding: np.ndarray | None = None,
+               embedding_weights=(0.0,)) -> tuple[FusionParams, pd.DataFrame]:
+    """The (model, popularity, title and embedding similarity) weights, next to a rank weight of 1, with the best mean
     NDCG@10; ties go to the first in grid order (smaller weights), so refits agree. A model weight of 0
     means the model adds nothing the retriever, popularity and titles do not: the grid is free to say so.
 
@@ -129,27 +132,29 @@ def fit_fusion(model_scores: np.ndarray, ranks: np.ndarray, popularity: np.ndarr
     Returns the params and every grid point's score."""
     if similarity is None:
         similarity_weights = (0.0,)
+    if embedding is None:
+        embedding_weights = (0.0,)
     rows = []
-    for w_model in model_weights:
-        for w_pop in popularity_weights:
-            for w_sim in similarity_weights:
-                params = FusionParams(rank_weight=1.0, popularity_weight=float(w_pop), model_weight=float(w_model),
-                                      similarity_weight=float(w_sim))
-                value = per_user_ndcg(fuse(model_scores, ranks, popularity, params, similarity), target_index).mean()
-                rows.append({"model_weight": float(w_model), "popularity_weight": float(w_pop),
-                             "similarity_weight": float(w_sim), "ndcg": float(value)})
+    for w_model, w_pop, w_sim, w_emb in itertools.product(model_weights, popularity_weights, similarity_weights,
+                                                          embedding_weights):
+        params = FusionParams(rank_weight=1.0, popularity_weight=float(w_pop), model_weight=float(w_model),
+                              similarity_weight=float(w_sim), embedding_weight=float(w_emb))
+        value = per_user_ndcg(fuse(model_scores, ranks, popularity, params, similarity, embedding), target_index).mean()
+        rows.append({"model_weight": float(w_model), "popularity_weight": float(w_pop),
+                     "similarity_weight": float(w_sim), "embedding_weight": float(w_emb), "ndcg": float(value)})
     grid = pd.DataFrame(rows)
     close = grid[grid["ndcg"] >= grid["ndcg"].max() - popularity_tolerance]
     lightest = grid[grid["popularity_weight"] == close["popularity_weight"].min()]
     best = lightest.iloc[int(np.argmax(lightest["ndcg"].to_numpy()))]
     return FusionParams(rank_weight=1.0, popularity_weight=float(best.popularity_weight),
-                        model_weight=float(best.model_weight), similarity_weight=float(best.similarity_weight)), grid
+                        model_weight=float(best.model_weight), similarity_weight=float(best.similarity_weight),
+                        embedding_weight=float(best.embedding_weight)), grid
 
 
 @dataclass
 class FusionValidation:
     """What fitting needs, built while Spark is up: the retrieval-protocol set of the validation users,
-    their histories (for popularity), each candidate's title similarity, and the served prompts of the
+    their histories (for popularity), each candidate's title and embedding similarity, and the served prompts of the
     seeded subset of users whose item was retrieved that the model scores."""
 
     eval_set: EvalSet
@@ -157,6 +162,7 @@ class FusionValidation:
     model_scored: EvalSet  # the seeded subset of ``scorable`` whose prompts the model scores
     histories: list[list[str]]
     similarity: np.ndarray  # [users, candidates] aligned with eval_set
+    embedding: np.ndarray | None  # likewise; None when no embedding weight is fitted (tune.fusion_embedding_weights)
     prompts: pd.DataFrame  # the model_scored users' prompts
     scorer: str
     # The candidates the weights are fitted on: retrieval.method and the sequential retriever's version.
@@ -166,6 +172,7 @@ class FusionValidation:
 def fusion_validation_set(spark: "SparkSession", interactions: "DataFrame", items: "DataFrame",
                           intents: "DataFrame | None", tokenizer_dir: str, cfg: Config) -> FusionValidation | None:
     from ..instructions import load_template_library
+    from ..model.embeddings import embedding_similarity
     from ..retrieval import build_candidates, leave_one_out, retriever_for
     from ..retrieval.content import TitleSimilarity
     from .llm import build_eval_prompts, served_scorer
@@ -188,8 +195,13 @@ def fusion_validation_set(spark: "SparkSession", interactions: "DataFrame", item
     titles = dict(items.select("item_id", "title").toPandas().itertuples(index=False))
     # Fitted on the same catalogue titles as the prompts stage fits it on (instructions/prompts.build_prompts).
     title_similarity = TitleSimilarity.fit(titles.values(), cfg.instructions.title_similarity_recent)
-    similarity = history_similarity_matrix(eval_set, dict(zip(validation.user_ids, validation.histories)), titles,
-                                           title_similarity)
+    user_histories = dict(zip(validation.user_ids, validation.histories))
+    similarity = history_similarity_matrix(eval_set, user_histories, titles, title_similarity)
+    embedding = None
+    # A small lake serves the fallback weights (fit_fusion_for_model): no embedding pass for a fit it discards.
+    if any(t.fusion_embedding_weights) and len(scorable) >= t.fusion_min_users:
+        embedding = history_similarity_matrix(eval_set, user_histories, titles,
+                                              embedding_similarity(titles.values(), cfg))
     scorer = served_scorer(cfg)
     template = load_template_library(cfg.instructions.templates_path).serving_template(
         scorer, cfg.instructions.inference_template, None
@@ -201,7 +213,8 @@ def fusion_validation_set(spark: "SparkSession", interactions: "DataFrame", item
              len(eval_set), len(scorable), 100.0 * len(scorable) / max(1, len(eval_set)), len(model_scored))
     retrieval = {"method": cfg.retrieval.method,
                  "retriever": None if retriever is None else f"{retriever.name}/{retriever.version}"}
-    return FusionValidation(eval_set, scorable, model_scored, all_histories, similarity, prompts, scorer, retrieval)
+    return FusionValidation(eval_set, scorable, model_scored, all_histories, similarity, embedding, prompts, scorer,
+                            retrieval)
 
 
 def validation_model_scores(data: FusionValidation, prompts: pd.DataFrame, score) -> np.ndarray:
@@ -224,10 +237,12 @@ def fit_fusion_for_model(model_dir: str, data: FusionValidation, cfg: Config) ->
     started, t = time.time(), cfg.tune
     es, scored = data.eval_set, data.model_scored
     ranks, popularity, similarity = rank_matrix(es), popularity_matrix(es, data.histories), data.similarity
+    embedding = data.embedding if data.embedding is not None else np.zeros(es.candidates.shape)
     padding = np.equal(es.candidates, None)
     no_model = np.where(padding, np.nan, -np.inf)
     content, _ = fit_fusion(no_model, ranks, popularity, es.target_index, (0.0,), t.fusion_popularity_weights,
-                            t.fusion_popularity_tolerance, similarity, t.fusion_similarity_weights)
+                            t.fusion_popularity_tolerance, similarity, t.fusion_similarity_weights, data.embedding,
+                            t.fusion_embedding_weights)
     loaded = load_model("fusion fit", model_dir, cfg)
     model = validation_model_scores(data, data.prompts, lambda prompts: llm_scores(scored, prompts, loaded, data.scorer, cfg))
     rows = es.has_users(scored.user_ids)
@@ -235,7 +250,8 @@ def fit_fusion_for_model(model_dir: str, data: FusionValidation, cfg: Config) ->
     params = content  # no user to weigh the model on (a small lake): content alone
     if rows.any():
         params, _ = fit_fusion(*on_scored, es.target_index[rows], t.fusion_model_weights, (content.popularity_weight,),
-                               0.0, similarity[rows], (content.similarity_weight,))
+                               0.0, similarity[rows], (content.similarity_weight,), embedding[rows],
+                               (content.embedding_weight,))
     fitted = len(data.scorable) >= t.fusion_min_users
     if not fitted:
         log.warning("only %d validation users have their item among the candidates (tune.fusion_min_users=%d): "
@@ -243,15 +259,16 @@ def fit_fusion_for_model(model_dir: str, data: FusionValidation, cfg: Config) ->
                     t.fusion_min_users)
         params = FusionParams(rank_weight=1.0, model_weight=t.fusion_fallback_model_weight,
                               popularity_weight=t.fusion_fallback_popularity_weight,
-                              similarity_weight=t.fusion_fallback_similarity_weight)
+                              similarity_weight=t.fusion_fallback_similarity_weight,
+                              embedding_weight=t.fusion_fallback_embedding_weight)
         content = replace(params, model_weight=0.0)
 
     def ndcg(matrix, users=slice(None)):
         return per_user_ndcg(matrix, es.target_index[users])
 
     retrieval = ndcg(retrieval_order_scores(es))
-    content_ndcg = ndcg(fuse(no_model, ranks, popularity, content, similarity))
-    fused = ndcg(fuse(*on_scored, params, similarity[rows]), rows)
+    content_ndcg = ndcg(fuse(no_model, ranks, popularity, content, similarity, embedding))
+    fused = ndcg(fuse(*on_scored, params, similarity[rows], embedding[rows]), rows)
     # On the users the weights were picked on, so optimistic; still, a CI that straddles zero here says
     # the step adds nothing measurable over the order it reranks (README, "Two-stage ranking").
     record = {

@@ -355,6 +355,7 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
     from ..instructions import load_template_library
     from ..model.base import base_model_dir
     from ..model.registry import resolve, update_card
+    from ..model.embeddings import catalogue_embedding
     from .llm import build_eval_prompts, llm_scores, load_model, served_scorer
 
     e = cfg.evaluation
@@ -402,6 +403,9 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
     with_prompts = needs | ({"tuned_likelihood"} if "fused_without_model" in wanted else set())  # its similarity column
     templates = {scorer: library.serving_template(scorer, cfg.instructions.inference_template, best)
                  for system, _, scorer in plan if system in with_prompts}
+    # The prompts carry the embedding similarity exactly when the card's fusion weighs it, as serving's do.
+    embedding = (catalogue_embedding(items, cfg) if fusion is not None and fusion.embedding_weight
+                 and with_prompts else None)
     for protocol, es in sets.items():
         sub = es.subset(llm_users)
         # A user whose target retrieval missed scores zero on every metric whatever the order, so the
@@ -413,7 +417,8 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
         prompts: dict[str, pd.DataFrame] = {}
         for template in sorted(set(templates.values())) if len(scorable) else []:
             with _timed(timings, f"{protocol} prompts {template}"):
-                prompts[template] = build_eval_prompts(spark, history, items, intents, scorable, tokenizer_dir, cfg, template)
+                prompts[template] = build_eval_prompts(spark, history, items, intents, scorable, tokenizer_dir, cfg, template,
+                                                       embedding=embedding)
         for system, loaded, scorer in plan:
             if system in needs:
                 with _timed(timings, f"{protocol} {system}"):

@@ -1,6 +1,6 @@
 """Inference prompts for the nightly job: one prompt per user (reranking or matching form, whichever the
-served scorer reads), rendered inside Spark, with each candidate's retrieval rank, popularity and title
-similarity for score fusion."""
+served scorer reads), rendered inside Spark, with each candidate's retrieval rank, popularity, title
+similarity and embedding similarity for score fusion."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 
 from ..config import InstructionsConfig
 from ..lake.schemas import PROMPTS, spark_schema
-from ..retrieval.content import TitleSimilarity
+from ..retrieval.content import EmbeddingSimilarity, TitleSimilarity
 from ..retrieval.popularity import item_popularity
 from . import fields
 from .preference import titled, with_user_features
@@ -61,14 +61,17 @@ def choose_template(library: TemplateLibrary, chosen: Template, has_preference: 
 def render_user(
     row, library: TemplateLibrary, chosen: Template, tokenizer, cfg: InstructionsConfig, budget: int,
     wrap: ModelInput | None = None, similarity: TitleSimilarity | None = None,
+    embedding: EmbeddingSimilarity | None = None,
 ) -> dict:
     """One prompts row for one user (a pandas row of the assembled per-user frame). ``similarity``:
-    the catalogue's fitted title similarity (None: every candidate's is 0)."""
+    the catalogue's fitted title similarity (None: every candidate's is 0); ``embedding``: its
+    embedding similarity (None: not computed, the column is null)."""
     wrap = wrap or ModelInput(tokenizer, library.preamble)
     ids, titles = fields.as_list(row.cand_ids), fields.as_list(row.cand_titles)
     ranks, popularity = fields.as_list(row.cand_ranks), fields.as_list(row.cand_popularity)
     history = fields.as_list(row.history_titles)
     title_similarity = similarity.scores(history, titles) if similarity is not None else [0.0] * len(ids)
+    embedding_similarity = embedding.scores(history, titles) if embedding is not None else None
     clean_titles = [fields.clean_value(t, cfg.max_title_chars) or "" for t in titles]
     def aligned(value) -> list:  # a per-candidate list, or Nones where the frame had none
         return fields.as_list(value) or [None] * len(ids)
@@ -83,7 +86,7 @@ def render_user(
             user_id=row.user_id, template_id=None, prompt=None, candidate_item_ids=ids,
             candidate_letters=list(LETTERS[: len(ids)]), candidate_titles=clean_titles,
             candidate_retrieval_ranks=ranks, candidate_popularity=popularity,
-            candidate_title_similarity=title_similarity,
+            candidate_title_similarity=title_similarity, candidate_embedding_similarity=embedding_similarity,
             candidate_reason_item_ids=reason_ids, candidate_reasons=reasons,
             n_prompt_tokens=None, n_history_items=0, is_fallback=True, cold_start=False,
         )
@@ -113,6 +116,7 @@ def render_user(
         candidate_titles=[clean_titles[i] for i in order],
         candidate_retrieval_ranks=[ranks[i] for i in order], candidate_popularity=[popularity[i] for i in order],
         candidate_title_similarity=[title_similarity[i] for i in order],
+        candidate_embedding_similarity=None if embedding_similarity is None else [embedding_similarity[i] for i in order],
         candidate_reason_item_ids=[reason_ids[i] for i in order], candidate_reasons=[reasons[i] for i in order],
         n_prompt_tokens=n_tokens,
         n_history_items=n_kept if "history" in tpl.placeholders else 0, is_fallback=False, cold_start=cold_start,
@@ -151,7 +155,8 @@ def assemble_users(interactions, items, candidates, intents, cfg: InstructionsCo
 MODEL_INPUT_COLUMNS = ("template_id", "prompt", "candidate_item_ids", "candidate_letters", "candidate_titles",
                        "is_fallback")
 # Per-candidate features that score fusion may read (scoring/actor.py, fused_scores).
-FUSION_FEATURE_COLUMNS = ("candidate_retrieval_ranks", "candidate_popularity", "candidate_title_similarity")
+FUSION_FEATURE_COLUMNS = ("candidate_retrieval_ranks", "candidate_popularity", "candidate_title_similarity",
+                          "candidate_embedding_similarity")
 # Copied into the recommendations rows as they are: a changed reason must not be served from yesterday.
 PASSED_THROUGH_COLUMNS = ("candidate_reason_item_ids", "candidate_reasons", "cold_start")
 
@@ -186,6 +191,7 @@ def build_prompts(
     fingerprint_features: tuple[str, ...] = FUSION_FEATURE_COLUMNS,
     teacher: DataFrame | None = None,
     similarity: TitleSimilarity | None = None,
+    embedding: EmbeddingSimilarity | None = None,
 ) -> DataFrame:
     """One row per user in `candidates`: the PROMPTS columns except run_date (see module docstring).
 
@@ -196,6 +202,8 @@ def build_prompts(
     ``teacher``: user_id, teacher_preference (teacher.current_preferences): P2 states those users' taste
     with that sentence instead of review snippets. ``similarity``: the title similarity fitted on the
     catalogue; None fits it on ``items``' titles here (the driver collects one column of the catalogue).
+    ``embedding``: the catalogue's embedding similarity (``model/embeddings.py`` computes it: a model
+    pass this layer does not make); None leaves ``candidate_embedding_similarity`` null.
     """
     library = load_template_library(cfg.templates_path)
     chosen = library.get(template_id or cfg.inference_template or library.default_inference)
@@ -213,7 +221,7 @@ def build_prompts(
     out_schema = type(schema)([f for f in schema.fields if f.name in OUTPUT_COLUMNS])
     rendered = render_rows(
         frame, tokenizer_dir, library.preamble,
-        lambda row, tokenizer, wrap: render_user(row, library, chosen, tokenizer, cfg, budget, wrap, similarity),
+        lambda row, tokenizer, wrap: render_user(row, library, chosen, tokenizer, cfg, budget, wrap, similarity, embedding),
         lambda rows: typed_frame(rows, OUTPUT_COLUMNS), out_schema,
     )
     return with_fingerprint(rendered, fingerprint_features)

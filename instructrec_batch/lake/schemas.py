@@ -112,6 +112,9 @@ PROMPTS = TableSpec(
             ("candidate_popularity", pa.list_(pa.float64())),
             # Absent in partitions written before it existed: fused without it (scoring/actor.py).
             ("candidate_title_similarity", pa.list_(pa.float64())),
+            # Null where the served fusion does not weigh it (computing it needs the base model's
+            # title vectors, model/embeddings.py) and in partitions written before it existed.
+            ("candidate_embedding_similarity", pa.list_(pa.float64())),
             # Aligned with candidate_item_ids: why each was offered (retrieval/cooccurrence.py,
             # instructions/fields.py reason_text); scoring copies the served items' into recommendations.
             ("candidate_reason_item_ids", pa.list_(pa.string())),

@@ -41,8 +41,11 @@ def score_records(
     preparer: RowPreparer,
     batch_tokens: int,
     length_normalize: bool = True,
+    model_pass: bool = True,
 ) -> list[RowResult]:
-    """Scores for every record, or the reason it could not be scored."""
+    """Scores for every record, or the reason it could not be scored. ``model_pass`` False: every
+    scorable row gets zeros without running the model (the served fusion gives the model no weight,
+    so its scores could not change a list); rows are still checked, and bad ones still reported."""
     results = [RowResult(record) for record in records]
     to_score: list[RowResult] = []
     prompt_ids = preparer.tokenize_prompts(list(records))
@@ -56,6 +59,10 @@ def score_records(
             result.scores = fallback_scores(len(result.row.item_ids))
         else:
             to_score.append(result)
+    if not model_pass:
+        for result in to_score:
+            result.scores = np.zeros(len(result.row.item_ids))
+        to_score = []
     if to_score:
         pad_id = preparer.tokenizer.pad_token_id
         try:

@@ -2,6 +2,7 @@
 
     fused = model_weight * z(model_score) + rank_weight * -log(retrieval_rank)
             + popularity_weight * log(popularity + 1e-5) + similarity_weight * title_similarity
+            + embedding_weight * embedding_similarity
 
 ``z`` standardises the model's scores within one user's candidates (mean 0, standard deviation 1):
 mean title log-likelihoods differ in level and spread from user to user (prompt length, history), and
@@ -10,7 +11,8 @@ users: +2% NDCG@10 over raw scores). ``retrieval_rank`` is the candidate's place
 stage's list (1 = first; in the evaluate job's sampled protocol, the retrieval stage's order of the
 sampled candidates; a candidate nobody ranked counts as rank ``n + 1``); ``popularity`` is the share
 of users who interacted with the item; ``title_similarity`` is the candidate's highest title cosine
-with the user's latest items (``retrieval/content.py``; 0 where unknown). The weights are
+with the user's latest items in TF-IDF space, ``embedding_similarity`` the same between the base
+language model's title vectors (both ``retrieval/content.py``; 0 where unknown). The weights are
 fitted on validation users (``evaluation.fusion.fit_fusion``; the tune job and ``fit-fusion`` command),
 stored in the model card under ``fusion``, and applied unchanged by ``score`` and ``evaluate``. Why:
 the retriever's order is a strong signal that a 135M model discards when it reranks alone (README,
@@ -33,6 +35,8 @@ class FusionParams:
     model_weight: float = 1.0
     # A card from before title similarity has no such weight: it reads as 0, the fusion it was fitted as.
     similarity_weight: float = 0.0
+    # Likewise a card from before embedding similarity: 0.
+    embedding_weight: float = 0.0
     # The form the weights were fitted for; a card from before standardisation says "raw".
     model_scale: str = "per_user_z"
 
@@ -46,6 +50,12 @@ class FusionParams:
             return None
         values = {k: v if k == "model_scale" else float(v) for k, v in card.items() if k in cls.__dataclass_fields__}
         return cls(**{"model_scale": "raw", **values})
+
+
+def needs_model_pass(params: FusionParams | None) -> bool:
+    """Whether the served score reads the model's: not when the fusion gives it weight 0 (``fuse`` drops
+    the term, so the lists are the same without the pass, and the scoring job skips it)."""
+    return params is None or params.model_weight != 0
 
 
 def rank_feature(ranks: np.ndarray) -> np.ndarray:
@@ -74,10 +84,11 @@ def popularity_feature(popularity: np.ndarray) -> np.ndarray:
 
 
 def fuse(model_scores: np.ndarray, ranks: np.ndarray, popularity: np.ndarray, params: FusionParams | None,
-         similarity: np.ndarray | None = None) -> np.ndarray:
+         similarity: np.ndarray | None = None, embedding: np.ndarray | None = None) -> np.ndarray:
     """Fused scores, same shape as ``model_scores`` (one user's vector or a [users, candidates] matrix).
-    ``params=None`` returns the model's scores unchanged (``scoring.fusion: none``). ``similarity``:
-    title similarities in the same shape (None or NaN: 0, no content evidence)."""
+    ``params=None`` returns the model's scores unchanged (``scoring.fusion: none``). ``similarity``,
+    ``embedding``: title and embedding similarities in the same shape (None or NaN: 0, no content
+    evidence)."""
     model_scores = np.asarray(model_scores, dtype=np.float64)
     if params is None:
         return model_scores
@@ -85,6 +96,7 @@ def fuse(model_scores: np.ndarray, ranks: np.ndarray, popularity: np.ndarray, pa
     # A zero weight drops the term (0 * -inf, an unscored candidate, would be NaN: padding).
     model_term = params.model_weight * model if params.model_weight else np.where(np.isnan(model), np.nan, 0.0)
     fused = model_term + params.rank_weight * rank_feature(ranks) + params.popularity_weight * popularity_feature(popularity)
-    if params.similarity_weight and similarity is not None:
-        fused = fused + params.similarity_weight * np.nan_to_num(np.asarray(similarity, dtype=np.float64), nan=0.0)
+    for weight, feature in ((params.similarity_weight, similarity), (params.embedding_weight, embedding)):
+        if weight and feature is not None:
+            fused = fused + weight * np.nan_to_num(np.asarray(feature, dtype=np.float64), nan=0.0)
     return fused

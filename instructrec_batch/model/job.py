@@ -27,6 +27,7 @@ _OPERATIONAL = {"time_budget_minutes", "checkpoint_every", "keep_checkpoints", "
                 "checkpoint_dir", "eval_batch_tokens", "fusion_users", "fusion_model_weights", "fusion_min_users",
                 "fusion_model_users", "fusion_fallback_model_weight", "fusion_fallback_popularity_weight",
                 "fusion_fallback_similarity_weight", "fusion_similarity_weights",
+                "fusion_fallback_embedding_weight", "fusion_embedding_weights",
                 "fusion_popularity_weights", "fusion_popularity_tolerance"}
 
 

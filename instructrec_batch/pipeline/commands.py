@@ -188,7 +188,8 @@ def _fit_and_store_fusion(cfg: Config, version, fusion_data):
         return f"{step['ndcg@10_fused'] - step[base]:+.4f} (95% CI {low:+.4f} .. {high:+.4f})" if record["fitted"] else "-"
 
     print(f"fusion of {version.name}/{version.version} {how}: rank weight 1, popularity weight "
-          f"{params.popularity_weight}, title similarity weight {params.similarity_weight}, model weight "
+          f"{params.popularity_weight}, title similarity weight {params.similarity_weight}, embedding similarity "
+          f"weight {params.embedding_weight}, model weight "
           f"{params.model_weight}; NDCG@10 on the validation users " +
           ("the weights were fitted on:" if record["fitted"] else "(too few to fit or to judge):"))
     print(f"  content weights, {record['users']:,} users ({record['users_with_item_retrieved']:,} with their item "

@@ -225,6 +225,7 @@ def stage_preferences(spark: SparkSession, lake: Lake, cfg: Config, run: StageRu
 def stage_prompts(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun) -> None:
     from ..instructions import build_prompts, load_template_library
     from ..instructions.teacher import current_preferences, review_inputs
+    from ..model.embeddings import catalogue_embedding
     from ..scoring.incremental import fusion_features_read
 
     model = choose_model(cfg, required=False)
@@ -237,9 +238,11 @@ def stage_prompts(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun) -
     if cfg.instructions.teacher_preferences and lake.exists("preferences"):
         reviews_now = review_inputs(checked.interactions, checked.items, cfg.preferences)
         teacher = current_preferences(lake.read("preferences"), reviews_now, run.run_date)
+    features = fusion_features_read(served_fusion(cfg, model))
     prompts = build_prompts(
         checked.interactions, checked.items, candidates, checked.intents, model.model_dir, cfg.instructions,
-        template_id=template, fingerprint_features=fusion_features_read(served_fusion(cfg, model)), teacher=teacher,
+        template_id=template, fingerprint_features=features, teacher=teacher,
+        embedding=catalogue_embedding(checked.items, cfg) if "candidate_embedding_similarity" in features else None,
     ).withColumn("run_date", F.lit(run.run_date)).cache()
     stats = prompts.agg(
         F.count("*").alias("users"),

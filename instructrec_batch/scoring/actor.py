@@ -17,7 +17,7 @@ from ..instructions.fields import NO_REASON
 from ..lake.schemas import RECOMMENDATIONS
 from ..model.base import load_scoring_model
 from ..model.frame import rank_candidates, score_records
-from ..model.fusion import FusionParams, fuse
+from ..model.fusion import FusionParams, fuse, needs_model_pass
 from ..model.rows import RowPreparer
 from .incremental import input_fingerprint
 
@@ -37,8 +37,9 @@ STAGING_SCHEMA = pa.schema(
 
 def fused_scores(record: dict, model_scores, params: FusionParams | None):
     """The served scores of one prompts row: the model's, fused with the row's retrieval ranks, item
-    popularity and title similarity when the model card has fitted fusion weights (rows without ranks
-    or popularity: model-only; rows written before title similarity existed: fused without it)."""
+    popularity, title and embedding similarity when the model card has fitted fusion weights (rows
+    without ranks or popularity: model-only; rows written before a similarity existed, or without the
+    embedding one: fused without it)."""
     import numpy as np
 
     n = len(model_scores)
@@ -52,7 +53,8 @@ def fused_scores(record: dict, model_scores, params: FusionParams | None):
     ranks, popularity = column("candidate_retrieval_ranks"), column("candidate_popularity")
     if params is None or ranks is None or popularity is None:
         return model_scores
-    return fuse(model_scores, ranks, popularity, params, column("candidate_title_similarity"))
+    return fuse(model_scores, ranks, popularity, params, column("candidate_title_similarity"),
+                column("candidate_embedding_similarity"))
 
 
 UNKNOWN_REASON = {"reason_item_id": None, "reason": NO_REASON}
@@ -92,12 +94,17 @@ class ScoringActor:
         self.constants = {"run_date": run_date, "model_name": model_name, "model_version": model_version, "scorer": sc.scorer}
         self.batch_tokens, self.length_normalize, self.k = sc.batch_tokens, sc.length_normalize, sc.top_k
         self.fusion = FusionParams.from_card(fusion)
+        # A fusion that gives the model weight 0 serves the same lists without its pass: the nightly
+        # then costs what prompts cost, not a forward pass per user.
+        self.model_pass = needs_model_pass(self.fusion)
         self.score_key = score_key
         self.tokenizer, self.explain = tokenizer, sc.explain if sc.explain.generate else None
-        log.info("scoring actor ready: %s, scorer=%s, dtype=%s", model_dir, sc.scorer, self.precision.dtype)
+        log.info("scoring actor ready: %s, scorer=%s, dtype=%s%s", model_dir, sc.scorer, self.precision.dtype,
+                 "" if self.model_pass else "; the fusion's model weight is 0: no model pass")
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        results = score_records(batch.to_pylist(), self.model, self.preparer, self.batch_tokens, self.length_normalize)
+        results = score_records(batch.to_pylist(), self.model, self.preparer, self.batch_tokens, self.length_normalize,
+                                self.model_pass)
         out: list[dict] = []
         top1: list[tuple[int, str, str | None]] = []  # (row in out, served prompt, top-1 title) to explain
         for result in results:

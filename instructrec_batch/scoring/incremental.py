@@ -38,7 +38,8 @@ def fusion_features_read(fusion: dict | None) -> tuple[str, ...]:
     if params is None:
         return ()
     weights = {"candidate_retrieval_ranks": params.rank_weight, "candidate_popularity": params.popularity_weight,
-               "candidate_title_similarity": params.similarity_weight}
+               "candidate_title_similarity": params.similarity_weight,
+               "candidate_embedding_similarity": params.embedding_weight}
     return tuple(column for column, weight in weights.items() if weight)
 
 

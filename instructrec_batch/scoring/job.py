@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from ..config import Config
 from ..errors import StageOrderError
 from ..lake import Lake
+from ..model.fusion import FusionParams, needs_model_pass
 from ..progress import Progress
 from .actor import STAGING_SCHEMA, ScoringActor
 from .incremental import ReusePlan, plan_reuse, reused_rows, score_key
@@ -44,6 +45,7 @@ PROMPT_COLUMNS = [
     "candidate_retrieval_ranks",
     "candidate_popularity",
     "candidate_title_similarity",
+    "candidate_embedding_similarity",
     "candidate_reason_item_ids",
     "candidate_reasons",
     "n_prompt_tokens",
@@ -111,6 +113,7 @@ def run(
         "model_name": model_name,
         "model_version": model_version,
         "fusion": fusion,
+        "model_pass": needs_model_pass(FusionParams.from_card(fusion)),
         "precision": precision,
         "reused_from": plan.source_date,
         "users": counts["users"],

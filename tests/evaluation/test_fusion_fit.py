@@ -62,6 +62,10 @@ def test_the_grid_weighs_title_similarity_when_it_finds_targets():
     model = np.zeros((n, c))
     params, grid = fit_fusion(model, ranks, np.zeros((n, c)), target, [0.0], [0.0], 0.0, similarity, [0.0, 4.0])
     assert params.similarity_weight == 4.0 and len(grid) == 2
+    # The same evidence as an embedding cosine (in [-1, 1]) is weighed on its own axis.
+    params, grid = fit_fusion(model, ranks, np.zeros((n, c)), target, [0.0], [0.0], 0.0, None, [0.0],
+                              similarity * 2 - 0.6, [0.0, 2.0, 4.0])
+    assert params.embedding_weight > 0.0 and params.similarity_weight == 0.0 and len(grid) == 3
     # Without a similarity matrix the grid has no such axis.
     params, grid = fit_fusion(model, ranks, np.zeros((n, c)), target, [0.0], [0.0], 0.0, None, [0.0, 4.0])
     assert params.similarity_weight == 0.0 and len(grid) == 1

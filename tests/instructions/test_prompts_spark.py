@@ -183,3 +183,21 @@ def test_training_examples(data, base_model_dir):
     again = build_training_examples(history, targets, items, intents, str(base_model_dir), cfg, tune, seed=3)
     assert {r.user_id: r for r in again.collect()} == rows
     assert len({r.task_form for r in rows.values()}) >= 3  # the mix really mixes (9 users)
+
+
+def test_embedding_similarity_is_written_aligned_with_the_candidates_and_null_without_it(data, base_model_dir, prompts):
+    import numpy as np
+
+    from instructrec_batch.retrieval.content import EmbeddingSimilarity
+
+    items, interactions, intents, candidates = data
+    titles = [r.title for r in items.orderBy("item_id").collect()]
+    embedding = EmbeddingSimilarity.from_vectors(titles, np.random.default_rng(3).normal(size=(len(titles), 8)), recent=5)
+    cfg = InstructionsConfig(max_history_items=700, max_prompt_tokens=420)
+    rows = {r.user_id: r for r in build_prompts(interactions, items, candidates.where("user_id = 'u3'"), intents,
+                                                str(base_model_dir), cfg, embedding=embedding).collect()}
+    history = [r.title for r in interactions.where("user_id = 'u3'").join(items, "item_id").orderBy("position").collect()]
+    row = rows["u3"]
+    assert row.candidate_embedding_similarity == embedding.scores(history, row.candidate_titles)
+    assert len(set(row.candidate_embedding_similarity)) > 1
+    assert all(r.candidate_embedding_similarity is None for r in prompts.values()), "not computed: null, not zeros"

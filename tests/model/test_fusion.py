@@ -23,6 +23,15 @@ def test_fused_score_equals_a_hand_computation():
     np.testing.assert_allclose(fuse(model, ranks, pop, with_titles, similarity),
                                2.0 * z + prior + 3.0 * np.array([0.5, 0.0, 0.1]), rtol=1e-12)
     np.testing.assert_allclose(fuse(model, ranks, pop, params, similarity), 2.0 * z + prior, rtol=1e-12)
+    embedding = np.array([-0.2, 0.4, np.nan])
+    both = FusionParams(rank_weight=0.5, popularity_weight=0.2, model_weight=2.0, similarity_weight=3.0,
+                        embedding_weight=1.5)
+    np.testing.assert_allclose(fuse(model, ranks, pop, both, similarity, embedding),
+                               2.0 * z + prior + 3.0 * np.array([0.5, 0.0, 0.1]) + 1.5 * np.array([-0.2, 0.4, 0.0]),
+                               rtol=1e-12)
+    # A card without an embedding weight ignores the column, as serving an old card must.
+    np.testing.assert_allclose(fuse(model, ranks, pop, with_titles, similarity, embedding),
+                               fuse(model, ranks, pop, with_titles, similarity), rtol=1e-12)
 
 
 def test_standardisation_leaves_padding_and_unscored_entries_alone():
@@ -45,6 +54,11 @@ def test_no_fusion_is_the_model_order_and_rows_without_features_stay_model_only(
     assert list(np.argsort(-fused_scores({**record, "candidate_title_similarity": [0.1, 0.0, 0.9]}, model, titles))) == [2, 0, 1]
     # A prompts row written before title similarity existed is fused without it, not model-only.
     np.testing.assert_allclose(fused_scores(record, model, titles), np.zeros(3))
+    vectors = FusionParams(rank_weight=0.0, model_weight=0.0, embedding_weight=1.0)
+    embedded = {**record, "candidate_embedding_similarity": [0.3, -0.1, 0.2]}
+    assert list(np.argsort(-fused_scores(embedded, model, vectors))) == [0, 2, 1]
+    # Null where the prompts stage did not compute it: fused without it.
+    np.testing.assert_allclose(fused_scores({**record, "candidate_embedding_similarity": None}, model, vectors), np.zeros(3))
 
 
 def test_fusion_round_trips_through_the_model_card(tmp_path, monkeypatch):
@@ -63,12 +77,14 @@ def test_fusion_round_trips_through_the_model_card(tmp_path, monkeypatch):
     # Publishing merges real weights; the card is what this test is about.
     monkeypatch.setattr(registry, "_write_models", lambda adapter_dir, base_dir, out: (out / "merged").mkdir(parents=True))
     version = publish(cfg.model, adapter, base, {})
-    params = FusionParams(rank_weight=1.0, popularity_weight=0.05, model_weight=0.7, similarity_weight=1.5)
+    params = FusionParams(rank_weight=1.0, popularity_weight=0.05, model_weight=0.7, similarity_weight=1.5,
+                          embedding_weight=2.0)
     update_card(cfg.model, version.name, version.version, fusion=params.to_card())
     assert FusionParams.from_card(choose_model(cfg, required=True).fusion) == params
     legacy = FusionParams.from_card({"rank_weight": 3.0, "popularity_weight": 0.5, "model_weight": 1.0})
     assert legacy.model_scale == "raw", "a card fitted before standardisation keeps its raw form"
     assert legacy.similarity_weight == 0.0, "a card fitted before title similarity fuses without it"
+    assert legacy.embedding_weight == 0.0, "likewise without embedding similarity"
 
 
 def test_serving_warns_when_the_fusion_was_fitted_on_other_candidates(caplog):

@@ -133,3 +133,23 @@ def test_top_k_ranks_and_breaks_ties_by_item_id():
     assert best[best.user_id == "a"]["rank"].tolist() == [1, 2, 3]
     assert best[best.user_id == "b"].item_id.tolist() == ["q", "p"]  # fewer than k: all of them
 
+
+
+def test_without_a_model_pass_rows_are_still_checked_and_a_zero_weight_fusion_serves_the_same_order(tiny, rows):
+    from instructrec_batch.model.fusion import FusionParams
+    from instructrec_batch.scoring.actor import fused_scores
+
+    model, tokenizer = tiny
+    preparer = RowPreparer(tokenizer, "verbalizer", max_input_tokens=2048, max_title_tokens=32)
+    no_prompt = {**rows[0], "user_id": "bad", "prompt": None}
+    # No model at all: none is run.
+    skipped = score_records([rows[1], no_prompt], None, preparer, 4096, model_pass=False)
+    n = len(rows[1]["candidate_item_ids"])
+    assert skipped[0].error is None and skipped[0].scores.tolist() == [0.0] * n
+    assert "prompt is null" in skipped[1].error
+    real = score_records([rows[1]], model, preparer, 4096)[0].scores
+    assert np.ptp(real) > 0
+    record = {**rows[1], "candidate_retrieval_ranks": list(range(n, 0, -1)), "candidate_popularity": [0.1] * n,
+              "candidate_title_similarity": [0.5 * (i % 2) for i in range(n)]}
+    params = FusionParams(model_weight=0.0, similarity_weight=1.0)
+    np.testing.assert_array_equal(fused_scores(record, skipped[0].scores, params), fused_scores(record, real, params))

@@ -38,3 +38,23 @@ def test_no_history_no_vocabulary_or_recent_zero_give_zeros():
     assert empty.vectorizer is None and empty.scores(["!"], ["?", "!"]) == [0.0, 0.0]
     tiny = TitleSimilarity.fit(["Halo", "Zelda"])  # no term in two titles: single-title terms still match
     assert tiny.scores(["Halo"], ["Halo", "Zelda"]) == [1.0, 0.0]
+
+
+def test_embedding_similarity_is_the_standardised_cosine_of_the_latest_titles():
+    from instructrec_batch.retrieval.content import EmbeddingSimilarity
+
+    titles = ["Halo 3", "Halo 4", "Mario Kart", "Forza"]
+    vectors = np.array([[1.0, 1.0, 0.0], [1.0, 0.9, 0.1], [1.0, -1.0, 0.0], [1.0, 0.0, 1.0]])
+    sim = EmbeddingSimilarity.from_vectors(titles, vectors, recent=1)
+    vectors[:, 2] *= 1000  # a dimension of huge magnitude must not decide every cosine
+    standard = (vectors - vectors.mean(axis=0)) / np.where(vectors.std(axis=0) > 0, vectors.std(axis=0), 1)
+    unit = standard / np.linalg.norm(standard, axis=1, keepdims=True)
+    scores = sim.scores(["Mario Kart", "Halo 3"], ["Halo 4", "Mario Kart", "Unknown", None])
+    assert scores[:2] == [round(float(unit[1] @ unit[0]), 2), round(float(unit[2] @ unit[0]), 2)]
+    assert scores[0] > 0.5 and scores[1] < 0, "a centred cosine says unlike as well as alike"
+    assert scores[2:] == [0.0, 0.0], "a title without a vector (or none) has no evidence"
+    # The highest over the recent titles; an unknown history title is skipped, not an error.
+    wide = EmbeddingSimilarity.from_vectors(titles, vectors, recent=3)
+    assert wide.scores(["Halo 3", "Mario Kart", "Nope"], ["Mario Kart"]) == [1.0]
+    assert wide.scores(["Nope"], ["Halo 4"]) == [0.0] and wide.scores([], ["Halo 4"]) == [0.0]
+    assert EmbeddingSimilarity.from_vectors([], None).scores(["Halo 3"], ["Halo 4"]) == [0.0]

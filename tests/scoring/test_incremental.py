@@ -124,3 +124,5 @@ def test_fusion_features_read_follow_the_weights():
         "candidate_retrieval_ranks",)
     assert incremental.fusion_features_read({"rank_weight": 1.0, "popularity_weight": 0.1, "model_weight": 0.2}) == (
         "candidate_retrieval_ranks", "candidate_popularity")
+    assert incremental.fusion_features_read({"rank_weight": 1.0, "similarity_weight": 3.0, "embedding_weight": 2.0}) == (
+        "candidate_retrieval_ranks", "candidate_title_similarity", "candidate_embedding_similarity")
