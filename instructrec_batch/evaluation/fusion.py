@@ -80,6 +80,8 @@ def similarity_matrix(eval_set: EvalSet, prompts: pd.DataFrame | None,
     one serving fuses); 0 for users without a prompts row (the retrieval protocol builds prompts only for
     users whose item was retrieved: the others score 0 whatever the order), for padding and for a
     column the prompts stage left empty."""
+    if prompts is not None and column in prompts:
+        prompts = prompts[prompts[column].notna()]  # null: not computed for that row
     if prompts is None or not len(prompts) or column not in prompts:
         return np.zeros(eval_set.candidates.shape)
     long = prompts[["user_id", "candidate_item_ids", column]].explode(["candidate_item_ids", column])

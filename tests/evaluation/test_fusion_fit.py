@@ -69,3 +69,24 @@ def test_the_grid_weighs_title_similarity_when_it_finds_targets():
     # Without a similarity matrix the grid has no such axis.
     params, grid = fit_fusion(model, ranks, np.zeros((n, c)), target, [0.0], [0.0], 0.0, None, [0.0, 4.0])
     assert params.similarity_weight == 0.0 and len(grid) == 1
+
+
+def test_similarity_columns_are_read_back_aligned_and_a_null_column_reads_as_zeros():
+    import pandas as pd
+
+    from instructrec_batch.evaluation.fusion import similarity_matrix
+    from instructrec_batch.evaluation.protocols import EvalSet
+
+    es = EvalSet("retrieval", "test", np.array(["u1", "u2", "u3"], dtype=object),
+                 np.array([["a", "b", "c"], ["d", "e", None], ["f", "g", "h"]], dtype=object),
+                 np.array([0, 1, -1]), np.array(["a", "e", "x"], dtype=object))
+    prompts = pd.DataFrame({  # candidates in the prompts' own (shuffled) order; u3 has no prompts row
+        "user_id": ["u1", "u2"], "candidate_item_ids": [["c", "a", "b"], ["e", "d"]],
+        "candidate_title_similarity": [[0.3, 0.1, 0.2], [0.5, 0.4]],
+        "candidate_embedding_similarity": [[-0.2, 0.6, 0.0], None],  # u2's was not computed
+    })
+    np.testing.assert_allclose(similarity_matrix(es, prompts), [[0.1, 0.2, 0.3], [0.4, 0.5, 0.0], [0, 0, 0]])
+    np.testing.assert_allclose(similarity_matrix(es, prompts, "candidate_embedding_similarity"),
+                               [[0.6, 0.0, -0.2], [0, 0, 0], [0, 0, 0]])
+    nobody = prompts.assign(candidate_embedding_similarity=[None, None])
+    assert not similarity_matrix(es, nobody, "candidate_embedding_similarity").any()
