@@ -85,7 +85,7 @@ def similarity_matrix(eval_set: EvalSet, prompts: pd.DataFrame | None,
     if prompts is None or not len(prompts) or column not in prompts:
         return np.zeros(eval_set.candidates.shape)
     long = prompts[["user_id", "candidate_item_ids", column]].explode(["candidate_item_ids", column])
-    long = long.rename(columns={"candidate_item_ids": "item_id", column: "score"}).dropna(subset=["score"])
+    long = long.rename(columns={"candidate_item_ids": "item_id", column: "score"})
     aligned = eval_set.align(long.astype({"score": np.float64}))
     return np.where(np.isfinite(aligned), aligned, 0.0)
 
@@ -239,20 +239,21 @@ def fit_fusion_for_model(model_dir: str, data: FusionValidation, cfg: Config) ->
     started, t = time.time(), cfg.tune
     es, scored = data.eval_set, data.model_scored
     ranks, popularity, similarity = rank_matrix(es), popularity_matrix(es, data.histories), data.similarity
-    embedding = data.embedding if data.embedding is not None else np.zeros(es.candidates.shape)
+    embedding = data.embedding  # None: not fitted; fit_fusion and fuse then leave the term out
     padding = np.equal(es.candidates, None)
     no_model = np.where(padding, np.nan, -np.inf)
     content, _ = fit_fusion(no_model, ranks, popularity, es.target_index, (0.0,), t.fusion_popularity_weights,
-                            t.fusion_popularity_tolerance, similarity, t.fusion_similarity_weights, data.embedding,
+                            t.fusion_popularity_tolerance, similarity, t.fusion_similarity_weights, embedding,
                             t.fusion_embedding_weights)
     loaded = load_model("fusion fit", model_dir, cfg)
     model = validation_model_scores(data, data.prompts, lambda prompts: llm_scores(scored, prompts, loaded, data.scorer, cfg))
     rows = es.has_users(scored.user_ids)
+    embedding_rows = None if embedding is None else embedding[rows]
     on_scored = (model[rows], ranks[rows], popularity[rows])
     params = content  # no user to weigh the model on (a small lake): content alone
     if rows.any():
         params, _ = fit_fusion(*on_scored, es.target_index[rows], t.fusion_model_weights, (content.popularity_weight,),
-                               0.0, similarity[rows], (content.similarity_weight,), embedding[rows],
+                               0.0, similarity[rows], (content.similarity_weight,), embedding_rows,
                                (content.embedding_weight,))
     fitted = len(data.scorable) >= t.fusion_min_users
     if not fitted:
@@ -270,7 +271,7 @@ def fit_fusion_for_model(model_dir: str, data: FusionValidation, cfg: Config) ->
 
     retrieval = ndcg(retrieval_order_scores(es))
     content_ndcg = ndcg(fuse(no_model, ranks, popularity, content, similarity, embedding))
-    fused = ndcg(fuse(*on_scored, params, similarity[rows], embedding[rows]), rows)
+    fused = ndcg(fuse(*on_scored, params, similarity[rows], embedding_rows), rows)
     # On the users the weights were picked on, so optimistic; still, a CI that straddles zero here says
     # the step adds nothing measurable over the order it reranks (README, "Two-stage ranking").
     record = {
