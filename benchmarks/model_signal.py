@@ -89,7 +89,8 @@ def main() -> None:
                                      str(base_model_dir(cfg.model)), cfg)
     es = data.eval_set
     print(f"{len(es)} validation users, {len(data.scorable)} with their item among the {cfg.retrieval.method} "
-          f"top-{cfg.retrieval.n_candidates} ({time.time() - started:.0f} s)")
+          f"pool of {cfg.retrieval.pool_depth}, {len(data.model_scored)} scored on their content shortlist "
+          f"({time.time() - started:.0f} s)")
     version = resolve(cfg.model)
     loaded = load_model(f"{version.name}/{version.version}", str(version.merged_dir), cfg)
     library = load_template_library(cfg.instructions.templates_path)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InstructRecError
 
@@ -139,6 +139,11 @@ class RetrievalConfig(Section):
     # best served lists measured (README, "Retrieval"); it needs a published retriever (`fit-retriever`).
     method: Literal["cooccurrence", "als", "sequential", "merged"] = "merged"
     n_candidates: Annotated[int, Field(ge=1, le=20)] = 20  # 20: the candidate letters A..T (instructions.render)
+    # The candidates stage retrieves this many per user; the prompts stage keeps the n_candidates that
+    # the model card's content fusion (rank, popularity, title and embedding similarity) ranks first,
+    # and the model reranks those (model/fusion.py, ``shortlist``). 50 on the full Games set: the fused
+    # NDCG@10 rises to 50 deep and no further (README, "Two-stage ranking").
+    pool_depth: Positive = 50
     # How many of the user's latest items seed co-occurrence, and within how many positions a follower
     # counts; capped so that co-occurrence's packed (contribution, seed) key fits a long (cooccurrence.py).
     recent_items: Annotated[int, Field(ge=1, le=1000)] = 5
@@ -168,6 +173,13 @@ class RetrievalConfig(Section):
     # the one it was computed on (retrieval/reuse.py); 0 recomputes every list every night (`--full`).
     reuse_days: NonNegative = 7
     sequential: SequentialRetrieverConfig = SequentialRetrieverConfig()
+
+    @model_validator(mode="after")
+    def _pool_holds_the_candidates(self) -> "RetrievalConfig":
+        if self.pool_depth < self.n_candidates:
+            raise ValueError(f"pool_depth ({self.pool_depth}) must be at least n_candidates ({self.n_candidates}): "
+                             "the shortlist is taken from the pool")
+        return self
 
 
 class InstructionsConfig(Section):

@@ -64,3 +64,9 @@ def test_base_yaml_states_only_the_typed_defaults():
     base = yaml.safe_load((conf_dir() / "base.yaml").read_text())
     differing = [(".".join(path), value, defaults_at(path)) for path, value in leaves(base) if value != defaults_at(path)]
     assert not differing, f"base.yaml values that differ from the typed defaults (key, yaml, typed): {differing}"
+
+
+def test_the_retrieved_pool_must_hold_the_shortlist():
+    with pytest.raises(ConfigError, match=r"pool_depth \(10\) must be at least n_candidates \(20\)"):
+        load_config(overrides=["retrieval.pool_depth=10"])
+    assert load_config(overrides=["retrieval.pool_depth=10", "retrieval.n_candidates=10"]).retrieval.pool_depth == 10

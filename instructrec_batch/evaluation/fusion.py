@@ -1,14 +1,17 @@
 """Fitting score fusion on validation users, and the paired statistics that judge it.
 
-The tune job calls ``fusion_validation_set`` while Spark is up (the retrieval stage's top-N for a seeded
-sample of validation users, built from their history before the validation item; each candidate's
-title similarity; the served prompts of a seeded subset of the users whose item was retrieved), then
-``fit_fusion_for_model`` after training, in two steps:
+The tune job fits in two steps:
 
-1. the content weights (popularity, title and embedding similarity, next to the rank) on every sampled user, with
-   no model pass: the features are cheap, and a weight fitted on thousands of users whose item was
-   retrieved is steadier than one fitted on the few hundred a model pass can afford on a CPU;
-2. the model weight, the content weights held, on the subset the tuned model scored.
+1. ``fusion_validation_set``, while Spark is up: the retrieval stage's pool (``retrieval.pool_depth``)
+   for a seeded sample of validation users, built from their history before the validation item; each
+   candidate's title and embedding similarity; the content weights (popularity, title and embedding
+   similarity, next to the rank) on every sampled user, with no model pass: the features are cheap, and
+   a weight fitted on thousands of users whose item was retrieved is steadier than one fitted on the
+   few hundred a model pass can afford on a CPU. Those weights pick each user's shortlist
+   (``model/fusion.Shortlist``), and the served prompts are built for a seeded subset of the users
+   whose item made it;
+2. ``fit_fusion_for_model`` after training: the model weight, the content weights held, on the subset
+   the tuned model scored (a candidate outside the shortlist is never served: it ranks last).
 
 Test users are never seen: their item is the last one, outside every validation history. Why grids
 and not a learned ranker: on 390 validation users whose item was retrieved, a listwise linear model
@@ -30,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from ..config import Config
-from ..metrics import per_user_ndcg
-from ..model.fusion import FusionParams, fuse
+from ..metrics import per_user_ndcg, target_ranks
+from ..model.fusion import FusionParams, Shortlist, fuse
 from .baselines import popularity_counts, popularity_scores, retrieval_order_scores
 from .protocols import EvalSet, leave_one_out_split, retrieval_set, sample_users
 
@@ -108,11 +111,27 @@ def history_similarity_matrix(eval_set: EvalSet, histories: dict[str, list[str]]
     return out
 
 
+def outside_shortlist(eval_set: EvalSet, prompts: pd.DataFrame | None) -> np.ndarray:
+    """[n, c] bool: the real candidates of users with a prompts row that the row left out (the prompts
+    stage keeps a shortlist of the pool, ``model/fusion.Shortlist``); False for users without a row."""
+    if prompts is None or not len(prompts):
+        return np.zeros(eval_set.candidates.shape, dtype=bool)
+    long = prompts[["user_id", "candidate_item_ids"]].explode("candidate_item_ids")
+    long = long.rename(columns={"candidate_item_ids": "item_id"}).assign(score=1.0)
+    return np.isneginf(eval_set.align(long)) & eval_set.has_users(prompts["user_id"])[:, None]
+
+
+def served_ranks(eval_set: EvalSet, prompts: pd.DataFrame | None) -> np.ndarray:
+    """``rank_matrix`` with an infinite rank where the shortlist left a candidate out: ``fuse`` then
+    gives it -inf whatever the weights (-log inf), so it ranks last, as it is never served."""
+    return np.where(outside_shortlist(eval_set, prompts), np.inf, rank_matrix(eval_set))
+
+
 def fused_matrix(eval_set: EvalSet, model_scores: np.ndarray, histories: list[list[str]],
                  params: FusionParams, prompts: pd.DataFrame | None = None) -> np.ndarray:
     """The served fusion over an eval set; ``prompts``: the rows the model scored, whose title
-    similarities fusion reads (None: no similarity term)."""
-    fused = fuse(model_scores, rank_matrix(eval_set), popularity_matrix(eval_set, histories), params,
+    similarities fusion reads and whose candidates are the shortlist served (None: no similarity term)."""
+    fused = fuse(model_scores, served_ranks(eval_set, prompts), popularity_matrix(eval_set, histories), params,
                  similarity_matrix(eval_set, prompts), similarity_matrix(eval_set, prompts, "candidate_embedding_similarity"))
     fused[np.equal(eval_set.candidates, None)] = np.nan  # padding stays padding
     return fused
@@ -160,13 +179,15 @@ class FusionValidation:
     seeded subset of users whose item was retrieved that the model scores."""
 
     eval_set: EvalSet
-    scorable: EvalSet  # the users whose item was retrieved (the others score 0 whatever the weights)
-    model_scored: EvalSet  # the seeded subset of ``scorable`` whose prompts the model scores
+    scorable: EvalSet  # the users whose item is in the pool (the others score 0 whatever the weights)
+    model_scored: EvalSet  # a seeded subset of the users whose item is in their content shortlist
     histories: list[list[str]]
     similarity: np.ndarray  # [users, candidates] aligned with eval_set
     embedding: np.ndarray | None  # likewise; None when no embedding weight is fitted (tune.fusion_embedding_weights)
-    prompts: pd.DataFrame  # the model_scored users' prompts
+    prompts: pd.DataFrame  # the model_scored users' prompts, candidates shortlisted by ``content``
     scorer: str
+    content: FusionParams  # step 1's weights (model weight 0), or the fallback's when too few users
+    fitted: bool  # enough users whose item is in the pool to fit (tune.fusion_min_users)
     # The candidates the weights are fitted on: retrieval.method and the sequential retriever's version.
     retrieval: dict = field(default_factory=dict)
 
@@ -190,33 +211,74 @@ def fusion_validation_set(spark: "SparkSession", interactions: "DataFrame", item
     history, _ = leave_one_out(interactions, 2)
     served = spark.createDataFrame(pd.DataFrame({"user_id": users.astype(str)}))
     retriever = retriever_for(cfg.retrieval, cfg.model.registry_dir, min_holdout=2)  # never saw a validation item
-    cands = build_candidates(history, served, cfg.retrieval, retriever).toPandas()
-    eval_set = retrieval_set(validation, cands, cfg.retrieval.n_candidates, stage="validation")
+    pool = cfg.retrieval.pool_depth
+    cands = build_candidates(history, served, cfg.retrieval, retriever, n=pool).toPandas()
+    eval_set = retrieval_set(validation, cands, pool, stage="validation")
     scorable = eval_set.subset(eval_set.user_ids[eval_set.target_index >= 0])
-    model_scored = scorable.subset(sample_users(scorable.user_ids, t.fusion_model_users, t.seed + 3))
     titles = dict(items.select("item_id", "title").toPandas().itertuples(index=False))
     # Fitted on the same catalogue titles as the prompts stage fits it on (instructions/prompts.build_prompts).
     title_similarity = TitleSimilarity.fit(titles.values(), cfg.instructions.title_similarity_recent)
     user_histories = dict(zip(validation.user_ids, validation.histories))
     similarity = history_similarity_matrix(eval_set, user_histories, titles, title_similarity)
-    embedding = None
-    # A small lake serves the fallback weights (fit_fusion_for_model): no embedding pass for a fit it discards.
-    if any(t.fusion_embedding_weights) and len(scorable) >= t.fusion_min_users:
-        embedding = history_similarity_matrix(eval_set, user_histories, titles,
-                                              embedding_similarity(titles.values(), cfg))
+    embedding, embedder = None, None
+    fitted = len(scorable) >= t.fusion_min_users
+    # A small lake serves the fallback weights: no embedding pass for a fit it discards.
+    if any(t.fusion_embedding_weights) and fitted:
+        embedder = embedding_similarity(titles.values(), cfg)
+        embedding = history_similarity_matrix(eval_set, user_histories, titles, embedder)
+    content = (content_weights(eval_set, all_histories, similarity, embedding, cfg) if fitted
+               else replace(fallback_weights(cfg), model_weight=0.0))
+    # The model can change the order only of users whose item is in the shortlist it reranks.
+    shortlisted = eval_set.subset(eval_set.user_ids[in_shortlist(eval_set, all_histories, similarity, embedding,
+                                                                 content, cfg.retrieval.n_candidates)])
+    model_scored = shortlisted.subset(sample_users(shortlisted.user_ids, t.fusion_model_users, t.seed + 3))
     scorer = served_scorer(cfg)
     template = load_template_library(cfg.instructions.templates_path).serving_template(
         scorer, cfg.instructions.inference_template, None
     )
     # A small lake may have no validation user whose item was retrieved: nothing to score then.
-    prompts = (build_eval_prompts(spark, history, items, intents, model_scored, tokenizer_dir, cfg, template)
+    prompts = (build_eval_prompts(spark, history, items, intents, model_scored, tokenizer_dir, cfg, template,
+                                  embedding=embedder if content.embedding_weight else None,
+                                  shortlist=Shortlist(cfg.retrieval.n_candidates, content))
                if len(model_scored) else pd.DataFrame())
-    log.info("fusion validation: %d users, the item retrieved for %d (%.1f%%), %d of them scored by the model",
-             len(eval_set), len(scorable), 100.0 * len(scorable) / max(1, len(eval_set)), len(model_scored))
-    retrieval = {"method": cfg.retrieval.method,
+    log.info("fusion validation: %d users, the item in the %d-deep pool for %d (%.1f%%) and in the content "
+             "shortlist of %d for %d, %d of them scored by the model", len(eval_set), pool, len(scorable),
+             100.0 * len(scorable) / max(1, len(eval_set)), cfg.retrieval.n_candidates, len(shortlisted),
+             len(model_scored))
+    retrieval = {"method": cfg.retrieval.method, "pool_depth": pool,
                  "retriever": None if retriever is None else f"{retriever.name}/{retriever.version}"}
     return FusionValidation(eval_set, scorable, model_scored, all_histories, similarity, embedding, prompts, scorer,
-                            retrieval)
+                            content, fitted, retrieval)
+
+
+def content_weights(eval_set: EvalSet, histories: list[list[str]], similarity: np.ndarray,
+                    embedding: np.ndarray | None, cfg: Config) -> FusionParams:
+    """Step 1: the popularity, title and embedding weights (model weight 0) with the best NDCG@10 over the pool."""
+    t = cfg.tune
+    no_model = np.where(np.equal(eval_set.candidates, None), np.nan, -np.inf)
+    content, _ = fit_fusion(no_model, rank_matrix(eval_set), popularity_matrix(eval_set, histories),
+                            eval_set.target_index, (0.0,), t.fusion_popularity_weights, t.fusion_popularity_tolerance,
+                            similarity, t.fusion_similarity_weights, embedding, t.fusion_embedding_weights)
+    return content
+
+
+def fallback_weights(cfg: Config) -> FusionParams:
+    t = cfg.tune
+    return FusionParams(rank_weight=1.0, model_weight=t.fusion_fallback_model_weight,
+                        popularity_weight=t.fusion_fallback_popularity_weight,
+                        similarity_weight=t.fusion_fallback_similarity_weight,
+                        embedding_weight=t.fusion_fallback_embedding_weight)
+
+
+def in_shortlist(eval_set: EvalSet, histories: list[list[str]], similarity: np.ndarray, embedding: np.ndarray | None,
+                 params: FusionParams, keep: int) -> np.ndarray:
+    """[n] bool: whose item the content part of ``params`` ranks in the top ``keep`` of the pool (what
+    ``Shortlist`` keeps, ties aside)."""
+    no_model = np.where(np.equal(eval_set.candidates, None), np.nan, -np.inf)
+    content = fuse(no_model, rank_matrix(eval_set), popularity_matrix(eval_set, histories),
+                   replace(params, model_weight=0.0), similarity, embedding)
+    rank = target_ranks(np.nan_to_num(content, nan=-np.inf), eval_set.target_index)
+    return (rank >= 1) & (rank <= keep)
 
 
 def validation_model_scores(data: FusionValidation, prompts: pd.DataFrame, score) -> np.ndarray:
@@ -231,40 +293,33 @@ def validation_model_scores(data: FusionValidation, prompts: pd.DataFrame, score
 
 
 def fit_fusion_for_model(model_dir: str, data: FusionValidation, cfg: Config) -> tuple[FusionParams, dict]:
-    """Fit the content weights on every validation user, then score the model's subset with the
-    published model and fit its weight (module docstring); returns the params and the card's
-    ``fusion_fit`` record: NDCG@10 and paired 95% CIs of each step on the users it was fitted on."""
+    """Score the model's subset with the published model and fit its weight, step 1's content weights
+    held (module docstring); returns the params and the card's ``fusion_fit`` record: NDCG@10 and paired
+    95% CIs of each step on the users it was fitted on."""
     from .llm import llm_scores, load_model
 
     started, t = time.time(), cfg.tune
-    es, scored = data.eval_set, data.model_scored
+    es, scored, content = data.eval_set, data.model_scored, data.content
     ranks, popularity, similarity = rank_matrix(es), popularity_matrix(es, data.histories), data.similarity
     embedding = data.embedding  # None: not fitted; fit_fusion and fuse then leave the term out
-    padding = np.equal(es.candidates, None)
-    no_model = np.where(padding, np.nan, -np.inf)
-    content, _ = fit_fusion(no_model, ranks, popularity, es.target_index, (0.0,), t.fusion_popularity_weights,
-                            t.fusion_popularity_tolerance, similarity, t.fusion_similarity_weights, embedding,
-                            t.fusion_embedding_weights)
+    no_model = np.where(np.equal(es.candidates, None), np.nan, -np.inf)
     loaded = load_model("fusion fit", model_dir, cfg)
     model = validation_model_scores(data, data.prompts, lambda prompts: llm_scores(scored, prompts, loaded, data.scorer, cfg))
     rows = es.has_users(scored.user_ids)
     embedding_rows = None if embedding is None else embedding[rows]
-    on_scored = (model[rows], ranks[rows], popularity[rows])
+    # The model reranks the shortlist alone: what the prompts left out ranks last, as serving never shows it.
+    on_scored = (model[rows], served_ranks(es, data.prompts)[rows], popularity[rows])
     params = content  # no user to weigh the model on (a small lake): content alone
     if rows.any():
         params, _ = fit_fusion(*on_scored, es.target_index[rows], t.fusion_model_weights, (content.popularity_weight,),
                                0.0, similarity[rows], (content.similarity_weight,), embedding_rows,
                                (content.embedding_weight,))
-    fitted = len(data.scorable) >= t.fusion_min_users
+    fitted = data.fitted
     if not fitted:
         log.warning("only %d validation users have their item among the candidates (tune.fusion_min_users=%d): "
                     "too few to fit fusion weights; serving tune.fusion_fallback_* instead", len(data.scorable),
                     t.fusion_min_users)
-        params = FusionParams(rank_weight=1.0, model_weight=t.fusion_fallback_model_weight,
-                              popularity_weight=t.fusion_fallback_popularity_weight,
-                              similarity_weight=t.fusion_fallback_similarity_weight,
-                              embedding_weight=t.fusion_fallback_embedding_weight)
-        content = replace(params, model_weight=0.0)
+        params = fallback_weights(cfg)
 
     def ndcg(matrix, users=slice(None)):
         return per_user_ndcg(matrix, es.target_index[users])

@@ -32,7 +32,7 @@ from ..errors import InstructRecError, ModelNotFoundError
 from ..instructions.templates import SCORER_FORMS
 from ..lake import Lake
 from ..metrics import per_user_ndcg, ranking_metrics, target_ranks
-from ..model.fusion import FusionParams
+from ..model.fusion import FusionParams, Shortlist
 from .baselines import fit_sasrec, popularity_counts, popularity_scores, retrieval_order_scores, sasrec_eval_scores
 from .fusion import fused_matrix, paired_bootstrap_ci
 from .protocols import EvalSet, Split, leave_one_out_split, retrieval_set, sample_users, sampled_set
@@ -203,7 +203,7 @@ def _retrieval_ordered_sets(spark, cfg: Config, history, targets, test: Split, s
             raise
         notes.append(f"sampled: candidates not ordered by retrieval ({err}): its tuned_fused row is the model alone")
         return {"sampled": sampled}
-    depth = max(r.n_candidates, 2 * r.merge_depth) if sampled is not None else r.n_candidates
+    depth = max(r.pool_depth, 2 * r.merge_depth) if sampled is not None else r.pool_depth
     lists = build_candidates(history, targets.select("user_id"), r, retriever, n=depth)
     lists = lists.select("user_id", "item_id", "retrieval_rank").cache()
     try:
@@ -215,8 +215,9 @@ def _retrieval_ordered_sets(spark, cfg: Config, history, targets, test: Split, s
                          f"{depth}, then popularity): {len(listed) / max(1, len(sampled)):.2f} of the "
                          f"{sampled.candidates.shape[1]} candidates per user are in that list")
         if "retrieval" in e.protocols:
-            top = lists.where(lists.retrieval_rank <= r.n_candidates).toPandas()
-            out["retrieval"] = retrieval_set(test, top, r.n_candidates)
+            # The pool the nightly retrieves: every system reranks it; the served one its shortlist.
+            top = lists.where(lists.retrieval_rank <= r.pool_depth).toPandas()
+            out["retrieval"] = retrieval_set(test, top, r.pool_depth)
     finally:
         lists.unpersist()
     return out
@@ -255,9 +256,12 @@ def run(spark: "SparkSession", lake: Lake, cfg: Config) -> EvalResult:
     with _timed(timings, "retrieval candidates"):
         sets.update(_retrieval_ordered_sets(spark, cfg, history, targets, test, sets.get("sampled"), notes))
     if "retrieval" in sets:
-        found = float(np.mean(sets["retrieval"].target_index >= 0))
-        notes.append(f"retrieval protocol: the target is in the top-{cfg.retrieval.n_candidates} for "
-                     f"{found:.1%} of test users: no reranker can score above that on Recall@{cfg.retrieval.n_candidates}")
+        position = sets["retrieval"].target_index
+        r = cfg.retrieval
+        notes.append(f"retrieval protocol: every system ranks the retrieval stage's pool of {r.pool_depth}; the target "
+                     f"is in it for {np.mean(position >= 0):.1%} of test users (in its top {r.n_candidates} for "
+                     f"{np.mean((position >= 0) & (position < r.n_candidates)):.1%}); the served systems rerank "
+                     f"the {r.n_candidates} the card's content fusion picks from it")
 
     llm_users = sample_users(test.user_ids, e.llm_users, e.seed)
     populations = {"llm_sample": llm_users}
@@ -403,9 +407,11 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
     with_prompts = needs | ({"tuned_likelihood"} if "fused_without_model" in wanted else set())  # its similarity column
     templates = {scorer: library.serving_template(scorer, cfg.instructions.inference_template, best)
                  for system, _, scorer in plan if system in with_prompts}
-    # The prompts carry the embedding similarity exactly when the card's fusion weighs it, as serving's do.
+    # The prompts carry the embedding similarity exactly when the card's fusion weighs it, as serving's do,
+    # and keep the shortlist of the pool that serving keeps.
     embedding = (catalogue_embedding(items, cfg) if fusion is not None and fusion.embedding_weight
                  and with_prompts else None)
+    shortlist = Shortlist(cfg.retrieval.n_candidates, fusion)
     for protocol, es in sets.items():
         sub = es.subset(llm_users)
         # A user whose target retrieval missed scores zero on every metric whatever the order, so the
@@ -418,13 +424,18 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
         for template in sorted(set(templates.values())) if len(scorable) else []:
             with _timed(timings, f"{protocol} prompts {template}"):
                 prompts[template] = build_eval_prompts(spark, history, items, intents, scorable, tokenizer_dir, cfg, template,
-                                                       embedding=embedding)
+                                                       embedding=embedding, shortlist=shortlist)
+        # Likewise among those, only users whose target is in the shortlist their prompt keeps.
+        shown = scorable.subset(_target_in_prompts(scorable, next(iter(prompts.values())))) if prompts else scorable
+        if len(shown) < len(scorable):
+            notes.append(f"{protocol}: the model scored the {len(shown)} of them whose target is in the shortlist")
         for system, loaded, scorer in plan:
             if system in needs:
                 with _timed(timings, f"{protocol} {system}"):
                     own = prompts.get(templates[scorer])
-                    part = llm_scores(scorable, own, loaded, scorer, cfg) if own is not None else None
-                    scores = _scores_for(sub, scorable, part)
+                    own = None if own is None else own[own["user_id"].isin(shown.user_ids)]
+                    part = llm_scores(shown, own, loaded, scorer, cfg) if own is not None and len(own) else None
+                    scores = _scores_for(sub, shown, part)
                     matrices[protocol, system] = (sub, scores)
                     if system in wanted:
                         rows += rows_on(sub, scores, system, sample)
@@ -442,6 +453,12 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
             rows += rows_on(sub, content, "fused_without_model", sample)
     notes.append("prompts by scorer: " + ", ".join(f"{scorer} {t}" for scorer, t in sorted(templates.items())))
     return best, label, rows
+
+
+def _target_in_prompts(es: EvalSet, prompts: pd.DataFrame) -> np.ndarray:
+    """The users of ``es`` whose target is among their prompts row's candidates."""
+    kept = dict(zip(prompts["user_id"], prompts["candidate_item_ids"]))
+    return np.array([u for u, target in zip(es.user_ids, es.targets) if target in set(kept.get(u, ()))], dtype=object)
 
 
 def _scores_for(full: EvalSet, part: EvalSet, part_scores: np.ndarray | None) -> np.ndarray:

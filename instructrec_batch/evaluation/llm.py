@@ -58,10 +58,12 @@ def build_eval_prompts(
     template_id: str | None,
     teacher: "DataFrame | None" = None,
     embedding=None,
+    shortlist=None,
 ) -> pd.DataFrame:
     """The prompts rows (pandas) for an eval set's users, candidates in the set's column order.
     ``teacher``: user_id, teacher_preference, written from the history alone (never the held-out review).
     ``embedding``: the catalogue's embedding similarity, when the fusion evaluated weighs it.
+    ``shortlist``: which of a row's candidates the prompt keeps (``build_prompts``), as serving picks them.
 
     ``history`` must already exclude the held-out items; it is cut to these users here so that a
     1,000-user sample does not pay for prompts of every user. Candidate popularity is the share of
@@ -77,7 +79,7 @@ def build_eval_prompts(
     own_intents = intents.join(F.broadcast(users), "user_id") if intents is not None else None
     prompts = build_prompts(own_history, items, candidates, own_intents, tokenizer_dir, cfg.instructions,
                             template_id=template_id, popularity=item_popularity(history), teacher=teacher,
-                            embedding=embedding)
+                            embedding=embedding, shortlist=shortlist)
     return prompts.toPandas()
 
 

@@ -5,6 +5,7 @@ similarity and embedding similarity for score fusion."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pandas as pd
 from pyspark.sql import DataFrame
@@ -19,6 +20,9 @@ from .preference import titled, with_user_features
 from .render import LETTERS, ModelInput, fit_history, render_rows
 from .templates import Template, TemplateError, TemplateLibrary, load_template_library
 
+# Which of a user's pool (retrieval ranks, popularity, title and embedding similarity, one entry per
+# candidate in retrieval order) the prompt keeps: their positions, ascending (model/fusion.Shortlist).
+Shortlister = Callable[[list, list, list, "list | None"], "list[int]"]
 # What rendering writes; the fingerprint is hashed afterwards, in Spark, over the rendered columns.
 OUTPUT_COLUMNS = [f.name for f in PROMPTS.schema if f.name not in ("run_date", "fingerprint")]
 # One row per user scores all candidates at once: reranking (verbalizer) or matching (likelihood).
@@ -61,24 +65,33 @@ def choose_template(library: TemplateLibrary, chosen: Template, has_preference: 
 def render_user(
     row, library: TemplateLibrary, chosen: Template, tokenizer, cfg: InstructionsConfig, budget: int,
     wrap: ModelInput | None = None, similarity: TitleSimilarity | None = None,
-    embedding: EmbeddingSimilarity | None = None,
+    embedding: EmbeddingSimilarity | None = None, shortlist: Shortlister | None = None,
 ) -> dict:
     """One prompts row for one user (a pandas row of the assembled per-user frame). ``similarity``:
     the catalogue's fitted title similarity (None: every candidate's is 0); ``embedding``: its
-    embedding similarity (None: not computed, the column is null)."""
+    embedding similarity (None: not computed, the column is null); ``shortlist``: which of the
+    retrieved pool to keep (``build_prompts``)."""
     wrap = wrap or ModelInput(tokenizer, library.preamble)
     ids, titles = fields.as_list(row.cand_ids), fields.as_list(row.cand_titles)
     ranks, popularity = fields.as_list(row.cand_ranks), fields.as_list(row.cand_popularity)
     history = fields.as_list(row.history_titles)
     title_similarity = similarity.scores(history, titles) if similarity is not None else [0.0] * len(ids)
     embedding_similarity = embedding.scores(history, titles) if embedding is not None else None
-    clean_titles = [fields.clean_value(t, cfg.max_title_chars) or "" for t in titles]
+
     def aligned(value) -> list:  # a per-candidate list, or Nones where the frame had none
         return fields.as_list(value) or [None] * len(ids)
 
-    reason_ids = aligned(row.cand_reason_ids)
-    reasons = [fields.reason_text(src, title, cfg.max_title_chars)
-               for src, title in zip(aligned(row.cand_sources), aligned(row.cand_reason_titles))]
+    reason_ids, reason_titles, sources = aligned(row.cand_reason_ids), aligned(row.cand_reason_titles), aligned(row.cand_sources)
+    kept = (shortlist(ranks, popularity, title_similarity, embedding_similarity) if shortlist is not None
+            else range(min(len(ids), len(LETTERS))))
+    if len(kept) < len(ids):
+        ids, titles, ranks, popularity, title_similarity, reason_ids, reason_titles, sources = (
+            [seq[i] for i in kept] for seq in (ids, titles, ranks, popularity, title_similarity, reason_ids,
+                                               reason_titles, sources))
+        if embedding_similarity is not None:
+            embedding_similarity = [embedding_similarity[i] for i in kept]
+    clean_titles = [fields.clean_value(t, cfg.max_title_chars) or "" for t in titles]
+    reasons = [fields.reason_text(src, title, cfg.max_title_chars) for src, title in zip(sources, reason_titles)]
     intents = fields.as_list(row.intents)
     cold_start = not history and bool(intents) and cfg.cold_start_prompts
     if not history and not cold_start:  # nothing to ask the model about: popularity order as is
@@ -192,6 +205,7 @@ def build_prompts(
     teacher: DataFrame | None = None,
     similarity: TitleSimilarity | None = None,
     embedding: EmbeddingSimilarity | None = None,
+    shortlist: Shortlister | None = None,
 ) -> DataFrame:
     """One row per user in `candidates`: the PROMPTS columns except run_date (see module docstring).
 
@@ -204,6 +218,8 @@ def build_prompts(
     catalogue; None fits it on ``items``' titles here (the driver collects one column of the catalogue).
     ``embedding``: the catalogue's embedding similarity (``model/embeddings.py`` computes it: a model
     pass this layer does not make); None leaves ``candidate_embedding_similarity`` null.
+    ``shortlist``: which of each user's retrieved pool the prompt keeps (the serving fusion's content
+    shortlist, model/fusion.Shortlist); None keeps the first 20 (the letters) in retrieval order.
     """
     library = load_template_library(cfg.templates_path)
     chosen = library.get(template_id or cfg.inference_template or library.default_inference)
@@ -221,7 +237,8 @@ def build_prompts(
     out_schema = type(schema)([f for f in schema.fields if f.name in OUTPUT_COLUMNS])
     rendered = render_rows(
         frame, tokenizer_dir, library.preamble,
-        lambda row, tokenizer, wrap: render_user(row, library, chosen, tokenizer, cfg, budget, wrap, similarity, embedding),
+        lambda row, tokenizer, wrap: render_user(row, library, chosen, tokenizer, cfg, budget, wrap, similarity, embedding,
+                                                shortlist),
         lambda rows: typed_frame(rows, OUTPUT_COLUMNS), out_schema,
     )
     return with_fingerprint(rendered, fingerprint_features)

@@ -21,7 +21,7 @@ the retriever's order is a strong signal that a 135M model discards when it rera
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -100,3 +100,30 @@ def fuse(model_scores: np.ndarray, ranks: np.ndarray, popularity: np.ndarray, pa
         if weight and feature is not None:
             fused = fused + weight * np.nan_to_num(np.asarray(feature, dtype=np.float64), nan=0.0)
     return fused
+
+
+@dataclass(frozen=True)
+class Shortlist:
+    """Which of a user's retrieved pool (``retrieval.pool_depth`` candidates, in retrieval order) the
+    model reranks: the ``keep`` that the content part of ``params`` (everything but the model term)
+    ranks first, or the first ``keep`` in retrieval order when there is no fitted fusion. The kept
+    candidates keep their pool ranks, so ``fuse`` over them with the same weights orders them as it
+    would the whole pool with the rest left out. Why a content shortlist and not the retriever's top
+    ``keep``: on the full Games set's validation users the fused NDCG@10 is +1.2 points higher picked
+    from 50 than from 20 (README, "Two-stage ranking"), and the model reads at most 20 letters."""
+
+    keep: int
+    params: FusionParams | None = None
+
+    def __call__(self, ranks, popularity, similarity, embedding=None) -> list[int]:
+        """Positions (ascending, so still in retrieval order) of the kept candidates of one user."""
+        n = len(ranks)
+        if n <= self.keep:
+            return list(range(n))
+        if self.params is None:
+            return list(range(self.keep))
+        content = fuse(np.zeros(n), ranks, popularity, replace(self.params, model_weight=0.0), similarity,
+                       None if embedding is None else np.asarray(embedding, dtype=np.float64))
+        # Stable: among equal scores the better retrieval rank stays.
+        best = np.argsort(-content, kind="stable")[: self.keep]
+        return sorted(int(i) for i in best)

@@ -127,7 +127,8 @@ def stage_candidates(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun
     fingerprints = history_fingerprints(checked.interactions, users, retrieval_key(cfg.retrieval, run.model_version))
     kept, kept_users = _kept_candidates(lake, cfg, run.run_date, fingerprints, checked.items)
     fresh_users = users if kept_users is None else users.join(kept_users, "user_id", "left_anti")
-    fresh = (build_candidates(checked.interactions, fresh_users, cfg.retrieval, retriever)
+    # The whole pool: the prompts stage picks the shortlist the model reranks (model/fusion.Shortlist).
+    fresh = (build_candidates(checked.interactions, fresh_users, cfg.retrieval, retriever, n=cfg.retrieval.pool_depth)
              .join(fingerprints, "user_id").withColumn("retrieved_date", F.lit(run.run_date)))
     candidates = (fresh if kept is None else fresh.unionByName(kept)).withColumn("run_date", F.lit(run.run_date))
     lake.replace_partition(candidates, "candidates", {"run_date": run.run_date})
@@ -226,6 +227,7 @@ def stage_prompts(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun) -
     from ..instructions import build_prompts, load_template_library
     from ..instructions.teacher import current_preferences, review_inputs
     from ..model.embeddings import catalogue_embedding
+    from ..model.fusion import FusionParams, Shortlist
     from ..scoring.incremental import fusion_features_read
 
     model = choose_model(cfg, required=False)
@@ -238,11 +240,13 @@ def stage_prompts(spark: SparkSession, lake: Lake, cfg: Config, run: StageRun) -
     if cfg.instructions.teacher_preferences and lake.exists("preferences"):
         reviews_now = review_inputs(checked.interactions, checked.items, cfg.preferences)
         teacher = current_preferences(lake.read("preferences"), reviews_now, run.run_date)
-    features = fusion_features_read(served_fusion(cfg, model))
+    fusion = served_fusion(cfg, model)
+    features = fusion_features_read(fusion)
     prompts = build_prompts(
         checked.interactions, checked.items, candidates, checked.intents, model.model_dir, cfg.instructions,
         template_id=template, fingerprint_features=features, teacher=teacher,
         embedding=catalogue_embedding(checked.items, cfg) if "candidate_embedding_similarity" in features else None,
+        shortlist=Shortlist(cfg.retrieval.n_candidates, FusionParams.from_card(fusion)),
     ).withColumn("run_date", F.lit(run.run_date)).cache()
     stats = prompts.agg(
         F.count("*").alias("users"),

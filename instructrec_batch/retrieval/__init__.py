@@ -38,8 +38,7 @@ def _personal(interactions: DataFrame, served: DataFrame, seen: DataFrame, cfg: 
               retriever: Retriever | None, n: int) -> DataFrame:
     """user_id, item_id, score, rank_in_source, source and SOURCE_FEATURES from the personal retriever(s)."""
     if cfg.method == "als":
-        als = top_per_user(als_scores(interactions, served, cfg).join(seen, ["user_id", "item_id"], "left_anti"),
-                           cfg.n_candidates)
+        als = top_per_user(als_scores(interactions, served, cfg, n).join(seen, ["user_id", "item_id"], "left_anti"), n)
         return _with_null_features(als.withColumn("source", F.lit("als")), SOURCE_FEATURES).withColumn(
             "reason_item_id", F.lit(None).cast("string"))
     ranked: dict[str, DataFrame] = {}

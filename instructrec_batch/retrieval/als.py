@@ -10,8 +10,8 @@ from pyspark.sql import functions as F
 from ..config import RetrievalConfig
 
 
-def als_scores(interactions: DataFrame, users: DataFrame, cfg: RetrievalConfig) -> DataFrame:
-    """user_id, item_id, score: the top n_candidates + als_extra items per served user (seen ones included)."""
+def als_scores(interactions: DataFrame, users: DataFrame, cfg: RetrievalConfig, n: int) -> DataFrame:
+    """user_id, item_id, score: the top n + als_extra items per served user (seen ones included)."""
     # ALS needs integer ids; alphabetical indexing keeps the mapping (and so the factors) deterministic.
     pairs = interactions.groupBy("user_id", "item_id").agg(F.count("*").cast("float").alias("strength"))
     user_ix = StringIndexer(inputCol="user_id", outputCol="u", stringOrderType="alphabetAsc").fit(pairs)
@@ -35,7 +35,7 @@ def als_scores(interactions: DataFrame, users: DataFrame, cfg: RetrievalConfig) 
     served = user_ix.transform(users.join(pairs.select("user_id").distinct(), "user_id")).select(
         F.col("u").cast("int").alias("u"), "user_id"
     )
-    recs = model.recommendForUserSubset(served.select("u"), cfg.n_candidates + cfg.als_extra)
+    recs = model.recommendForUserSubset(served.select("u"), n + cfg.als_extra)
     flat = recs.select("u", F.explode("recommendations").alias("r")).select(
         "u", F.col("r.i").alias("i"), F.col("r.rating").cast("double").alias("score")
     )

@@ -4,7 +4,8 @@ or the fallback weights when too few items were retrieved."""
 
 import numpy as np
 
-from instructrec_batch.evaluation.fusion import fit_fusion_for_model, fusion_validation_set, similarity_matrix
+from instructrec_batch.evaluation.fusion import (fit_fusion_for_model, fusion_validation_set, outside_shortlist,
+                                                 similarity_matrix)
 from instructrec_batch.pipeline.stages import read_validated_inputs
 from tests.pipeline.conftest import small_config
 
@@ -21,26 +22,35 @@ def test_fusion_fit_on_a_small_lake_uses_validation_users_and_falls_back_when_fe
     es = data.eval_set
     assert es.split == "validation" and es.protocol == "retrieval" and 0 < len(es) <= 300
     assert set(data.scorable.user_ids) == set(es.user_ids[es.target_index >= 0])
+    assert es.candidates.shape[1] == cfg.retrieval.pool_depth, "the fit sees the whole pool the nightly retrieves"
     scored = data.model_scored
-    assert set(scored.user_ids) <= set(data.scorable.user_ids) and len(scored) == min(len(data.scorable), 5)
+    assert set(scored.user_ids) <= set(data.scorable.user_ids) and 0 < len(scored) <= 5
     assert len(data.prompts) == len(scored)
+    # The prompts keep the shortlist the content weights pick, with the user's item in it.
+    kept = data.prompts.set_index("user_id")["candidate_item_ids"]
+    assert all(len(kept[u]) == cfg.retrieval.n_candidates for u in scored.user_ids)
+    assert all(target in list(kept[u]) for u, target in zip(scored.user_ids, scored.targets))
     # The fit computes title similarities from histories for users without prompts; where the prompts stage
     # wrote them too, both agree (the same titles, the same TitleSimilarity.scores).
     rows = es.has_users(scored.user_ids)
     assert rows.any(), "the small lake must retrieve some validation items for this test to mean anything"
-    np.testing.assert_array_equal(data.similarity[rows], similarity_matrix(es, data.prompts)[rows])
+    inside = ~outside_shortlist(es, data.prompts)
+    np.testing.assert_array_equal(np.where(inside, data.similarity, 0)[rows], similarity_matrix(es, data.prompts)[rows])
     assert data.similarity.max() > 0, "some candidate shares words with a user's latest titles"
     # The validation item is never in the history the candidates were built from, so it can be one.
     params, record = fit_fusion_for_model(str(tiny_model_dir), data, cfg)
     assert record["users"] == len(es) and record["users_with_item_retrieved"] == len(data.scorable)
     assert record["users_scored_by_model"] == len(scored)
     assert record["fitted"] is (len(data.scorable) >= cfg.tune.fusion_min_users)
-    assert record["retrieval"] == {"method": "cooccurrence", "retriever": None}, "the card says which candidates"
+    assert record["retrieval"] == {"method": "cooccurrence", "pool_depth": 50, "retriever": None}, \
+        "the card says which candidates"
     if not record["fitted"]:
         assert (params.model_weight, params.popularity_weight, params.similarity_weight) == (
             cfg.tune.fusion_fallback_model_weight, cfg.tune.fusion_fallback_popularity_weight,
             cfg.tune.fusion_fallback_similarity_weight)
-    cfg.tune.fusion_min_users = 0  # any number of users is enough: the grid decides
+    cfg.tune.fusion_min_users = 0  # any number of users is enough: the grid decides (and picks the shortlist)
+    data = fusion_validation_set(spark, checked.interactions, checked.items, checked.intents, str(tiny_model_dir), cfg)
+    assert data.fitted and data.content.model_weight == 0
     params, record = fit_fusion_for_model(str(tiny_model_dir), data, cfg)
     assert record["fitted"] and params.model_weight in cfg.tune.fusion_model_weights
     assert params.similarity_weight in cfg.tune.fusion_similarity_weights

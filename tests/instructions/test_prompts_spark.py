@@ -48,14 +48,14 @@ def data(spark):
     return items, interactions, intents, _candidates(spark, interactions)
 
 
-def _candidates(spark, interactions):
-    """20 unseen items per user in a fixed order (retrieval itself is tested in tests/retrieval)."""
+def _candidates(spark, interactions, depth: int = 20):
+    """``depth`` unseen items per user in a fixed order (retrieval itself is tested in tests/retrieval)."""
     seen: dict[str, set] = {"newbie": set(), "seeker": set()}
     for r in interactions.select("user_id", "item_id").collect():
         seen.setdefault(r.user_id, set()).add(r.item_id)
     rows = []
     for user, items in seen.items():
-        unseen = [f"i{k:03d}" for k in range(59, -1, -1) if f"i{k:03d}" not in items][:20]
+        unseen = [f"i{k:03d}" for k in range(59, -1, -1) if f"i{k:03d}" not in items][:depth]
         rows += [(user, item, rank + 1, 1.0 / (rank + 1), "popularity" if user in ("newbie", "seeker") else "cooccurrence")
                  for rank, item in enumerate(unseen)]
     schema = "user_id string, item_id string, retrieval_rank int, retrieval_score double, source string"
@@ -201,3 +201,38 @@ def test_embedding_similarity_is_written_aligned_with_the_candidates_and_null_wi
     assert row.candidate_embedding_similarity == embedding.scores(history, row.candidate_titles)
     assert len(set(row.candidate_embedding_similarity)) > 1
     assert all(r.candidate_embedding_similarity is None for r in prompts.values()), "not computed: null, not zeros"
+
+
+def test_a_deeper_pool_is_cut_to_the_shortlist_the_content_fusion_ranks_first(spark, data, base_model_dir):
+    import numpy as np
+
+    from instructrec_batch.model.fusion import FusionParams, Shortlist, fuse
+    from instructrec_batch.retrieval.content import TitleSimilarity
+
+    items, interactions, intents, _ = data
+    pool = _candidates(spark, interactions, depth=30).where("user_id = 'u3'")
+    cfg = InstructionsConfig(max_history_items=700, max_prompt_tokens=420)
+    params = FusionParams(popularity_weight=0.5, similarity_weight=40.0)
+    kept = build_prompts(interactions, items, pool, intents, str(base_model_dir), cfg,
+                         shortlist=Shortlist(8, params)).collect()[0]
+    assert len(kept.candidate_item_ids) == 8 and len(set(kept.candidate_letters)) == 8
+    # The keep are the content fusion's best 8 of the 30, computed here from the same features.
+    history = [r.title for r in interactions.where("user_id = 'u3'").join(items, "item_id").orderBy("position").collect()]
+    ranked = pool.orderBy("retrieval_rank").collect()
+    titles = dict(items.select("item_id", "title").collect())
+    similarity = TitleSimilarity.fit(titles.values(), cfg.title_similarity_recent).scores(
+        history, [titles[r.item_id] for r in ranked])
+    popularity = dict(zip(kept.candidate_item_ids, kept.candidate_popularity))
+    content = fuse(np.zeros(30), [r.retrieval_rank for r in ranked],
+                   [popularity.get(r.item_id, 0.0) for r in ranked], params, np.array(similarity))
+    best = {ranked[i].item_id for i in np.argsort(-content, kind="stable")[:8]}
+    assert set(kept.candidate_item_ids) == best
+    assert max(kept.candidate_retrieval_ranks) > 8, "the similarity weight reaches past the retriever's top 8"
+    by_item = {r.item_id: r.retrieval_rank for r in ranked}
+    assert [by_item[i] for i in kept.candidate_item_ids] == kept.candidate_retrieval_ranks, "pool ranks kept"
+    assert all(f"<<{t}>>" in kept.prompt or t in kept.prompt for t in kept.candidate_titles)
+    # Without a fitted fusion (or no shortlist at all) the retriever's first ones stay, at most the 20 letters.
+    plain = build_prompts(interactions, items, pool, intents, str(base_model_dir), cfg).collect()[0]
+    assert sorted(plain.candidate_retrieval_ranks) == list(range(1, 21))
+    first = build_prompts(interactions, items, pool, intents, str(base_model_dir), cfg, shortlist=Shortlist(8)).collect()[0]
+    assert sorted(first.candidate_retrieval_ranks) == list(range(1, 9))

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from instructrec_batch.model.fusion import FusionParams, fuse
+from instructrec_batch.model.fusion import FusionParams, Shortlist, fuse
 from instructrec_batch.scoring.actor import fused_scores
 
 
@@ -100,3 +100,19 @@ def test_serving_warns_when_the_fusion_was_fitted_on_other_candidates(caplog):
         assert served_fusion(merged, fitted_on["cooccurrence"]) == weights, "the weights still apply"
     assert "retrieval.method=cooccurrence" in caplog.text and "fit-fusion" in caplog.text
     assert served_fusion(load_config(overrides=["scoring.fusion=none"]), fitted_on["cooccurrence"]) is None
+
+
+def test_the_shortlist_keeps_the_content_order_best_in_pool_order_and_fusion_over_it_matches_the_pool():
+    ranks = np.arange(1, 7, dtype=float)
+    popularity = np.array([0.1, 0.0, 0.3, 0.0, 0.2, 0.0])
+    similarity = np.array([0.0, 0.9, 0.0, 0.1, 0.8, 0.0])
+    params = FusionParams(model_weight=1.0, popularity_weight=0.1, similarity_weight=3.0)
+    kept = Shortlist(3, params)(ranks, popularity, similarity)
+    content = fuse(np.zeros(6), ranks, popularity, FusionParams(**{**params.to_card(), "model_weight": 0.0}), similarity)
+    assert kept == sorted(np.argsort(-content, kind="stable")[:3].tolist()) == [0, 1, 4]
+    # Model weight 0 over the shortlist (pool ranks kept) orders it as the pool's head: nothing is lost.
+    only = fuse(np.zeros(3), ranks[kept], popularity[kept], FusionParams(**{**params.to_card(), "model_weight": 0.0}),
+                similarity[kept])
+    assert [kept[i] for i in np.argsort(-only, kind="stable")] == np.argsort(-content, kind="stable")[:3].tolist()
+    assert Shortlist(3)(ranks, popularity, similarity) == [0, 1, 2], "no fusion: the retriever's first"
+    assert Shortlist(10, params)(ranks, popularity, similarity) == list(range(6)), "a short pool stays whole"
