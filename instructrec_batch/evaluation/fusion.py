@@ -251,11 +251,17 @@ def fusion_validation_set(spark: "SparkSession", interactions: "DataFrame", item
                             content, fitted, retrieval)
 
 
+def unscored(eval_set: EvalSet) -> np.ndarray:
+    """Model scores of a fusion without the model: -inf for every real candidate (``fuse`` drops the
+    term at weight 0), NaN for padding."""
+    return np.where(np.equal(eval_set.candidates, None), np.nan, -np.inf)
+
+
 def content_weights(eval_set: EvalSet, histories: list[list[str]], similarity: np.ndarray,
                     embedding: np.ndarray | None, cfg: Config) -> FusionParams:
     """Step 1: the popularity, title and embedding weights (model weight 0) with the best NDCG@10 over the pool."""
     t = cfg.tune
-    no_model = np.where(np.equal(eval_set.candidates, None), np.nan, -np.inf)
+    no_model = unscored(eval_set)
     content, _ = fit_fusion(no_model, rank_matrix(eval_set), popularity_matrix(eval_set, histories),
                             eval_set.target_index, (0.0,), t.fusion_popularity_weights, t.fusion_popularity_tolerance,
                             similarity, t.fusion_similarity_weights, embedding, t.fusion_embedding_weights)
@@ -274,7 +280,7 @@ def in_shortlist(eval_set: EvalSet, histories: list[list[str]], similarity: np.n
                  params: FusionParams, keep: int) -> np.ndarray:
     """[n] bool: whose item the content part of ``params`` ranks in the top ``keep`` of the pool (what
     ``Shortlist`` keeps, ties aside)."""
-    no_model = np.where(np.equal(eval_set.candidates, None), np.nan, -np.inf)
+    no_model = unscored(eval_set)
     content = fuse(no_model, rank_matrix(eval_set), popularity_matrix(eval_set, histories),
                    replace(params, model_weight=0.0), similarity, embedding)
     rank = target_ranks(np.nan_to_num(content, nan=-np.inf), eval_set.target_index)
@@ -302,7 +308,7 @@ def fit_fusion_for_model(model_dir: str, data: FusionValidation, cfg: Config) ->
     es, scored, content = data.eval_set, data.model_scored, data.content
     ranks, popularity, similarity = rank_matrix(es), popularity_matrix(es, data.histories), data.similarity
     embedding = data.embedding  # None: not fitted; fit_fusion and fuse then leave the term out
-    no_model = np.where(np.equal(es.candidates, None), np.nan, -np.inf)
+    no_model = unscored(es)
     loaded = load_model("fusion fit", model_dir, cfg)
     model = validation_model_scores(data, data.prompts, lambda prompts: llm_scores(scored, prompts, loaded, data.scorer, cfg))
     rows = es.has_users(scored.user_ids)
