@@ -29,6 +29,7 @@ class ModelChoice:
     best_template_id: str | None
     fusion: dict | None = None  # the card's fitted score fusion (model/fusion.py), None: model-only
     fusion_retrieval: str | None = None  # the retrieval.method the fusion was fitted on (None: not recorded)
+    fusion_pool_depth: int | None = None  # the retrieval.pool_depth it was fitted on (None: not recorded)
 
 
 def choose_model(cfg: Config, required: bool) -> ModelChoice:
@@ -43,7 +44,7 @@ def choose_model(cfg: Config, required: bool) -> ModelChoice:
         card = mv.card or {}
         fitted_on = (card.get("fusion_fit") or {}).get("retrieval") or {}
         return ModelChoice(mv.name, mv.version, str(mv.merged_dir), card.get("best_template_id"), card.get("fusion"),
-                           fitted_on.get("method"))
+                           fitted_on.get("method"), fitted_on.get("pool_depth"))
     except ModelNotFoundError:
         if required:
             raise
@@ -52,13 +53,17 @@ def choose_model(cfg: Config, required: bool) -> ModelChoice:
 
 def served_fusion(cfg: Config, model: ModelChoice) -> dict | None:
     """The fusion weights scoring applies: the model card's, unless ``scoring.fusion: none``. Weights fitted
-    on another retrieval method's candidates still apply, with a warning that names the refit."""
+    on another retrieval method's candidates, or on a pool of another depth (the content weights pick the
+    shortlist from it, model/fusion.Shortlist), still apply, with a warning that names the refit."""
     if cfg.scoring.fusion != "model_card":
         return None
-    if model.fusion and model.fusion_retrieval and model.fusion_retrieval != cfg.retrieval.method:
-        log.warning("the score fusion of %s/%s was fitted on retrieval.method=%s candidates, and this run retrieves "
-                    "with %s: refit it with `instructrec-batch fit-fusion` (same config)", model.name, model.version,
-                    model.fusion_retrieval, cfg.retrieval.method)
+    fitted = {"retrieval.method": model.fusion_retrieval, "retrieval.pool_depth": model.fusion_pool_depth}
+    now = {"retrieval.method": cfg.retrieval.method, "retrieval.pool_depth": cfg.retrieval.pool_depth}
+    differ = [f"{key}={fitted[key]} (this run: {now[key]})" for key in fitted
+              if fitted[key] is not None and fitted[key] != now[key]]
+    if model.fusion and differ:
+        log.warning("the score fusion of %s/%s was fitted on other candidates: %s; it still applies, but refit it "
+                    "with `instructrec-batch fit-fusion` (same config)", model.name, model.version, ", ".join(differ))
     return model.fusion
 
 

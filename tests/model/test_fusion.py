@@ -100,6 +100,13 @@ def test_serving_warns_when_the_fusion_was_fitted_on_other_candidates(caplog):
         assert served_fusion(merged, fitted_on["cooccurrence"]) == weights, "the weights still apply"
     assert "retrieval.method=cooccurrence" in caplog.text and "fit-fusion" in caplog.text
     assert served_fusion(load_config(overrides=["scoring.fusion=none"]), fitted_on["cooccurrence"]) is None
+    caplog.clear()
+    deep = ModelChoice("m", "v0001", "/m", None, weights, "merged", 50)
+    with caplog.at_level("WARNING", logger="instructrec_batch.pipeline.stages"):
+        assert served_fusion(load_config(overrides=["retrieval.pool_depth=50"]), deep) == weights
+        assert not caplog.records
+        assert served_fusion(load_config(overrides=["retrieval.pool_depth=20"]), deep) == weights
+    assert "retrieval.pool_depth=50 (this run: 20)" in caplog.text
 
 
 def test_the_shortlist_keeps_the_content_order_best_in_pool_order_and_fusion_over_it_matches_the_pool():
