@@ -48,6 +48,8 @@ NON_LLM = ("popularity", "retrieval", "sasrec")
 # and title similarity at the card's weights): what the served list would be without a model pass, so
 # tuned_fused - fused_without_model is what the model stage adds. It reads the prompts, not the model.
 LLM = ("base_zero_shot", "tuned_verbalizer", "tuned_likelihood", "tuned_fused", "fused_without_model")
+# The systems that read the tuned model's card; all but fused_without_model score with its weights too.
+TUNED = ("tuned_verbalizer", "tuned_likelihood", "tuned_fused", "fused_without_model")
 
 # What each protocol reports (MRR is kept for both as a threshold-free summary).
 PROTOCOL_METRICS = {
@@ -332,7 +334,7 @@ def _eval_runs_rows(results: pd.DataFrame, run_id: str, cfg: Config, versions: d
     base_name = cfg.model.base.name
 
     def row_model(system: str) -> str | None:
-        if system.startswith("tuned"):
+        if system in TUNED:
             return model_version
         return base_name if system == "base_zero_shot" else None
 
@@ -365,18 +367,20 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
     e = cfg.evaluation
     rows: list[dict] = []
     tuned = None
-    if any(s.startswith("tuned") for s in wanted):
+    if any(s in TUNED for s in wanted):
         try:
             tuned = resolve(cfg.model)
         except ModelNotFoundError as exc:
             notes.append(f"tuned model rows skipped: {exc}")
-            wanted = [s for s in wanted if not s.startswith("tuned")]
+            wanted = [s for s in wanted if s not in TUNED]
     label = f"{tuned.name}:{tuned.version}" if tuned else None
-    tuned_model = load_model(label, tuned.merged_dir, cfg) if tuned else None
+    # fused_without_model reads the card and the prompts alone: no weights to load, no template feedback.
+    scores_tuned = tuned is not None and any(s in TUNED and s != "fused_without_model" for s in wanted)
+    tuned_model = load_model(label, tuned.merged_dir, cfg) if scores_tuned else None
     tokenizer_dir = str(tuned.merged_dir if tuned else base_model_dir(cfg.model))
 
     best = tuned.card.get("best_template_id") if tuned else None
-    if tuned and e.template_feedback:
+    if scores_tuned and e.template_feedback:
         with _timed(timings, "template feedback"):
             best, feedback_rows, skipped = _template_feedback(
                 spark, cfg, interactions, items, intents, inter_pd, catalogue, tuned_model, tokenizer_dir

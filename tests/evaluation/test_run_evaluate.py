@@ -130,6 +130,15 @@ def test_every_system_table_report_and_template_feedback(spark, tmp_path, tiny_m
     pngs = sorted(p.name for p in result.report_path.parent.glob("*.png"))
     assert pngs == ["sampled_all.png", "sampled_llm_sample.png"]
 
+    # The model-less fusion alone reads the card and the prompts: no tuned system wanted, no model pass.
+    alone = evaluate_job.run(spark, lake, _cfg(tmp_path, tiny_model_dir, [
+        f"instructions.templates_path={_small_library(tmp_path)}", "evaluation.protocols=[sampled]",
+        "scoring.scorer=verbalizer", "evaluation.systems=[retrieval, fused_without_model]"]))
+    rows = alone.table[alone.table.protocol == "sampled/llm_sample"].set_index(["system", "metric"])["value"]
+    np.testing.assert_allclose(rows["fused_without_model"].sort_index(), sample["fused_without_model"].sort_index())
+    assert set(alone.table.loc[alone.table.system == "fused_without_model", "model_version"]) == {
+        f"{cfg.model.name}:{version.version}"}
+
 
 def test_seeded_rerun_gives_identical_numbers(spark, tmp_path, tiny_model_dir):
     cfg = _cfg(tmp_path, tiny_model_dir, ["evaluation.systems=[popularity, retrieval, sasrec]"])
