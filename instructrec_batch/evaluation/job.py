@@ -108,12 +108,14 @@ def per_user_table(matrices: dict, users: np.ndarray) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-SERVED_SYSTEMS = ("tuned_fused", "tuned_likelihood")
+# The served system first, then the nearest stand-ins: the fusion without its model term is what scoring
+# serves when the card's model weight is 0 (it then skips the model pass, model/fusion.needs_model_pass).
+SERVED_SYSTEMS = ("tuned_fused", "fused_without_model", "tuned_likelihood")
 
 
 def paired_notes(per_user: pd.DataFrame, seed: int) -> list[str]:
-    """For the served system (fused when evaluated, else model-only): its paired NDCG@10 difference to
-    every other system on the same users, with a bootstrap 95% CI."""
+    """For the served system (the first of ``SERVED_SYSTEMS`` evaluated): its paired NDCG@10 difference
+    to every other system on the same users, with a bootstrap 95% CI."""
     notes = []
     if per_user.empty:
         return notes
@@ -431,7 +433,7 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
                                                        embedding=embedding, shortlist=shortlist)
         # Likewise among those, only users whose target is in the shortlist their prompt keeps.
         shown = scorable.subset(_target_in_prompts(scorable, next(iter(prompts.values())))) if prompts else scorable
-        if len(shown) < len(scorable):
+        if len(shown) < len(scorable) and needs:  # fused_without_model alone makes no model pass
             notes.append(f"{protocol}: the model scored the {len(shown)} of them whose target is in the shortlist")
         for system, loaded, scorer in plan:
             if system in needs:

@@ -138,6 +138,7 @@ def test_every_system_table_report_and_template_feedback(spark, tmp_path, tiny_m
     np.testing.assert_allclose(rows["fused_without_model"].sort_index(), sample["fused_without_model"].sort_index())
     assert set(alone.table.loc[alone.table.system == "fused_without_model", "model_version"]) == {
         f"{cfg.model.name}:{version.version}"}
+    assert any(n.startswith("sampled: NDCG@10 fused_without_model - retrieval") for n in alone.notes)
 
 
 def test_seeded_rerun_gives_identical_numbers(spark, tmp_path, tiny_model_dir):
