@@ -48,8 +48,10 @@ NON_LLM = ("popularity", "retrieval", "sasrec")
 # and title similarity at the card's weights): what the served list would be without a model pass, so
 # tuned_fused - fused_without_model is what the model stage adds. It reads the prompts, not the model.
 LLM = ("base_zero_shot", "tuned_verbalizer", "tuned_likelihood", "tuned_fused", "fused_without_model")
-# The systems that read the tuned model's card; all but fused_without_model score with its weights too.
-TUNED = ("tuned_verbalizer", "tuned_likelihood", "tuned_fused", "fused_without_model")
+# The systems that score with the tuned model's weights, and all that read its card (fused_without_model
+# reads the card's fusion and the prompts alone).
+TUNED_PASSES = ("tuned_verbalizer", "tuned_likelihood", "tuned_fused")
+TUNED = (*TUNED_PASSES, "fused_without_model")
 
 # What each protocol reports (MRR is kept for both as a threshold-free summary).
 PROTOCOL_METRICS = {
@@ -376,8 +378,8 @@ def _llm_systems(spark, cfg, interactions, history, items, intents, inter_pd, ca
             notes.append(f"tuned model rows skipped: {exc}")
             wanted = [s for s in wanted if s not in TUNED]
     label = f"{tuned.name}:{tuned.version}" if tuned else None
-    # fused_without_model reads the card and the prompts alone: no weights to load, no template feedback.
-    scores_tuned = tuned is not None and any(s in TUNED and s != "fused_without_model" for s in wanted)
+    # No tuned system that scores: no weights to load, no template feedback.
+    scores_tuned = tuned is not None and any(s in TUNED_PASSES for s in wanted)
     tuned_model = load_model(label, tuned.merged_dir, cfg) if scores_tuned else None
     tokenizer_dir = str(tuned.merged_dir if tuned else base_model_dir(cfg.model))
 

@@ -5,7 +5,7 @@ The logic lives in the library parts (retrieval, instructions, scoring); this mo
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
@@ -28,8 +28,9 @@ class ModelChoice:
     model_dir: str
     best_template_id: str | None
     fusion: dict | None = None  # the card's fitted score fusion (model/fusion.py), None: model-only
-    fusion_retrieval: str | None = None  # the retrieval.method the fusion was fitted on (None: not recorded)
-    fusion_pool_depth: int | None = None  # the retrieval.pool_depth it was fitted on (None: not recorded)
+    # The card's record of the candidates the fusion was fitted on (fusion_fit.retrieval: method,
+    # pool_depth, retriever); a key absent from it was not recorded.
+    fusion_fitted_on: dict = field(default_factory=dict)
 
 
 def choose_model(cfg: Config, required: bool) -> ModelChoice:
@@ -44,7 +45,7 @@ def choose_model(cfg: Config, required: bool) -> ModelChoice:
         card = mv.card or {}
         fitted_on = (card.get("fusion_fit") or {}).get("retrieval") or {}
         return ModelChoice(mv.name, mv.version, str(mv.merged_dir), card.get("best_template_id"), card.get("fusion"),
-                           fitted_on.get("method"), fitted_on.get("pool_depth"))
+                           fitted_on)
     except ModelNotFoundError:
         if required:
             raise
@@ -57,10 +58,10 @@ def served_fusion(cfg: Config, model: ModelChoice) -> dict | None:
     shortlist from it, model/fusion.Shortlist), still apply, with a warning that names the refit."""
     if cfg.scoring.fusion != "model_card":
         return None
-    fitted = {"retrieval.method": model.fusion_retrieval, "retrieval.pool_depth": model.fusion_pool_depth}
-    now = {"retrieval.method": cfg.retrieval.method, "retrieval.pool_depth": cfg.retrieval.pool_depth}
-    differ = [f"{key}={fitted[key]} (this run: {now[key]})" for key in fitted
-              if fitted[key] is not None and fitted[key] != now[key]]
+    now = {"method": cfg.retrieval.method, "pool_depth": cfg.retrieval.pool_depth}
+    fitted = model.fusion_fitted_on
+    differ = [f"retrieval.{key}={fitted[key]} (this run: {value})" for key, value in now.items()
+              if fitted.get(key) is not None and fitted[key] != value]
     if model.fusion and differ:
         log.warning("the score fusion of %s/%s was fitted on other candidates: %s; it still applies, but refit it "
                     "with `instructrec-batch fit-fusion` (same config)", model.name, model.version, ", ".join(differ))

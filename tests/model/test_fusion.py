@@ -92,7 +92,7 @@ def test_serving_warns_when_the_fusion_was_fitted_on_other_candidates(caplog):
     from instructrec_batch.pipeline.stages import ModelChoice, served_fusion
 
     weights = FusionParams(model_weight=0.2).to_card()
-    fitted_on = {m: ModelChoice("m", "v0001", "/m", None, weights, m) for m in ("cooccurrence", "merged")}
+    fitted_on = {m: ModelChoice("m", "v0001", "/m", None, weights, {"method": m}) for m in ("cooccurrence", "merged")}
     merged = load_config(overrides=["retrieval.method=merged"])
     with caplog.at_level("WARNING", logger="instructrec_batch.pipeline.stages"):
         assert served_fusion(merged, fitted_on["merged"]) == weights
@@ -101,7 +101,7 @@ def test_serving_warns_when_the_fusion_was_fitted_on_other_candidates(caplog):
     assert "retrieval.method=cooccurrence" in caplog.text and "fit-fusion" in caplog.text
     assert served_fusion(load_config(overrides=["scoring.fusion=none"]), fitted_on["cooccurrence"]) is None
     caplog.clear()
-    deep = ModelChoice("m", "v0001", "/m", None, weights, "merged", 50)
+    deep = ModelChoice("m", "v0001", "/m", None, weights, {"method": "merged", "pool_depth": 50})
     with caplog.at_level("WARNING", logger="instructrec_batch.pipeline.stages"):
         assert served_fusion(load_config(overrides=["retrieval.pool_depth=50"]), deep) == weights
         assert not caplog.records
